@@ -1,0 +1,288 @@
+"""All backends together: start and stop them, and keep the aggregated, namespaced index.
+
+The index (`AggregatedIndex`) is an immutable snapshot rebuilt whenever a backend's catalog
+changes (connect, reconnect, list_changed). Lookups on the hot path are plain dict reads on
+the current snapshot; nothing is rebuilt per call.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import anyio
+import mcp_types as types
+
+from mcp_router.backends.backend import Backend
+from mcp_router.config.models import RouterConfig
+from mcp_router.naming import NameCodec, UriCodec
+
+logger = logging.getLogger("mcp_router.manager")
+
+
+@dataclass(frozen=True)
+class ExposedTool:
+    """A tool as clients see it, and where it comes from."""
+
+    exposed_name: str
+    group: str
+    namespace: str
+    original_name: str
+    tool: types.Tool  # the backend's definition with the exposed name; everything else verbatim
+
+    @property
+    def safe_to_retry(self) -> bool:
+        """The tool says repeating it is harmless (idempotent or read-only)."""
+        ann = self.tool.annotations
+        return bool(ann and (ann.idempotent_hint or ann.read_only_hint))
+
+
+@dataclass(frozen=True)
+class ExposedPrompt:
+    """A prompt as clients see it, and where it comes from."""
+
+    exposed_name: str
+    group: str
+    namespace: str
+    original_name: str
+    prompt: types.Prompt
+
+
+@dataclass(frozen=True)
+class ExposedResource:
+    """A listed resource as clients see it, and where it comes from."""
+
+    exposed_uri: str
+    group: str
+    namespace: str
+    original_uri: str
+    resource: types.Resource
+    owners: tuple[str, ...]  # the backends that list it
+
+
+@dataclass(frozen=True)
+class ExposedTemplate:
+    """A resource template as clients see it, and where it comes from."""
+
+    exposed_template: str
+    group: str
+    namespace: str
+    original_template: str
+    template: types.ResourceTemplate
+
+
+@dataclass(frozen=True)
+class AggregatedIndex:
+    """Everything every backend offers, namespaced; one immutable snapshot."""
+
+    tools: dict[str, ExposedTool] = field(default_factory=dict)
+    prompts: dict[str, ExposedPrompt] = field(default_factory=dict)
+    resources: dict[str, ExposedResource] = field(default_factory=dict)
+    templates: dict[str, ExposedTemplate] = field(default_factory=dict)
+    uri_codec: UriCodec = field(default_factory=lambda: UriCodec([]))
+    group_of_namespace: dict[str, str] = field(default_factory=dict)
+
+    def signature(self) -> dict[str, frozenset[str]]:
+        """What a client's lists would show, to tell which lists changed."""
+        return {
+            "tools": frozenset(self.tools),
+            "prompts": frozenset(self.prompts),
+            "resources": frozenset(self.resources) | frozenset(self.templates),
+        }
+
+
+IndexListener = Callable[[AggregatedIndex, set[str]], Awaitable[None]]
+
+
+class BackendManager:
+    """Starts, supervises and stops every configured backend; owns the aggregated index."""
+
+    def __init__(self, config: RouterConfig) -> None:
+        self.config = config
+        routing = config.routing
+        self.separator = routing.namespace_separator
+        self.prefixing = routing.enable_namespace_prefixing
+        self.backends: dict[str, Backend] = {}
+        for bc in config.backends:
+            if not bc.enabled:
+                continue
+            backend = Backend(
+                bc,
+                request_timeout=routing.request_timeout_seconds,
+                on_catalog_change=self._on_catalog_change,
+            )
+            if not self.prefixing:
+                backend.namespace = ""  # no prefixes: every backend joins the unprefixed group
+            self.backends[bc.name] = backend
+        self.index = AggregatedIndex()
+        self._listeners: list[IndexListener] = []
+        self._tg: anyio.abc.TaskGroup | None = None
+        self.discovery_done = anyio.Event()
+
+    # ------------------------------------------------------------------ groups
+
+    @staticmethod
+    def group_id(backend: Backend) -> str:
+        """Backends sharing a namespace form one replica group ("" holds the unprefixed)."""
+        return backend.namespace
+
+    def members(self, group: str) -> list[Backend]:
+        """The backends of one replica group, in config order."""
+        return [b for b in self.backends.values() if self.group_id(b) == group]
+
+    def add_listener(self, listener: IndexListener) -> None:
+        """Be told (with the set of changed list kinds) whenever the index changes."""
+        self._listeners.append(listener)
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def start(self, tg: anyio.abc.TaskGroup, *, startup_timeout: float | None = None) -> None:
+        """Start every backend concurrently and wait (bounded) for their first discovery.
+
+        A backend that is down does not hold the others up: the router starts degraded and
+        the backend keeps reconnecting in the background.
+        """
+        self._tg = tg
+        for backend in self.backends.values():
+            await tg.start(backend.run)
+        timeout = startup_timeout
+        if timeout is None:
+            timeout = max(
+                (b.config.connect_timeout_seconds for b in self.backends.values()), default=0
+            )
+
+        async def wait_one(backend: Backend) -> None:
+            if not await backend.wait_ready(timeout):
+                logger.warning(
+                    "backend '%s' is not ready after %.1fs: starting without it (%s)",
+                    backend.name,
+                    timeout,
+                    backend.unavailable_reason(),
+                )
+
+        async with anyio.create_task_group() as waits:
+            for backend in self.backends.values():
+                waits.start_soon(wait_one, backend)
+        await self.rebuild()
+        self.discovery_done.set()
+        ready = sum(1 for b in self.backends.values() if b.state.value == "connected")
+        logger.info(
+            "discovery done: %d/%d backends connected, %d tools, %d resources, %d templates, "
+            "%d prompts",
+            ready,
+            len(self.backends),
+            len(self.index.tools),
+            len(self.index.resources),
+            len(self.index.templates),
+            len(self.index.prompts),
+        )
+
+    async def stop(self) -> None:
+        """Stop every backend (closing sessions and stdio children)."""
+        for backend in self.backends.values():
+            await backend.stop()
+
+    async def _on_catalog_change(self, backend: Backend) -> None:
+        if self.discovery_done.is_set():
+            await self.rebuild()
+
+    # ------------------------------------------------------------------ index
+
+    async def rebuild(self) -> None:
+        """Rebuild the aggregated index from every backend's current catalog."""
+        old = self.index
+        self.index = build_index(
+            list(self.backends.values()), self.group_id, self.separator, self.prefixing
+        )
+        old_sig, new_sig = old.signature(), self.index.signature()
+        changed = {kind for kind in new_sig if new_sig[kind] != old_sig[kind]}
+        if changed or old.tools.keys() != self.index.tools.keys():
+            for listener in self._listeners:
+                try:
+                    await listener(self.index, changed)
+                except Exception:
+                    logger.exception("index listener failed")
+
+
+def build_index(
+    backends: Sequence[Backend],
+    group_id: Callable[[Backend], str],
+    separator: str,
+    prefixing: bool,
+) -> AggregatedIndex:
+    """Aggregate catalogs into exposed names; groups in config order claim names first."""
+    groups: dict[str, list[Backend]] = {}
+    for b in backends:
+        groups.setdefault(group_id(b), []).append(b)
+    namespace_of = {g: g for g in groups}  # a group is named by its namespace
+
+    tool_codec = NameCodec(separator=separator, prefixing=prefixing)
+    prompt_codec = NameCodec(separator=separator, prefixing=prefixing)
+    group_tools: dict[str, dict[str, types.Tool]] = {}
+    group_prompts: dict[str, dict[str, types.Prompt]] = {}
+    for g, members in groups.items():
+        tools: dict[str, types.Tool] = {}
+        prompts: dict[str, types.Prompt] = {}
+        for b in members:  # replicas: first member's definition wins, names are the union
+            for name, tool in b.catalog.tools.items():
+                tools.setdefault(name, tool)
+            for name, prompt in b.catalog.prompts.items():
+                prompts.setdefault(name, prompt)
+        group_tools[g], group_prompts[g] = tools, prompts
+        tool_codec.add_group(g, namespace_of[g], tools)
+        prompt_codec.add_group(g, namespace_of[g], prompts)
+    tool_codec.build()
+    prompt_codec.build()
+    for collision in [*tool_codec.collisions, *prompt_codec.collisions]:
+        logger.warning("name collision: %s", collision.describe())
+
+    exposed_tools: dict[str, ExposedTool] = {}
+    for exposed, g, original in tool_codec.items():
+        tool = group_tools[g][original]
+        exposed_tools[exposed] = ExposedTool(
+            exposed, g, namespace_of[g], original, tool.model_copy(update={"name": exposed})
+        )
+    exposed_prompts: dict[str, ExposedPrompt] = {}
+    for exposed, g, original in prompt_codec.items():
+        prompt = group_prompts[g][original]
+        exposed_prompts[exposed] = ExposedPrompt(
+            exposed, g, namespace_of[g], original, prompt.model_copy(update={"name": exposed})
+        )
+
+    uri_codec = UriCodec([ns for ns in namespace_of.values() if ns], prefixing=prefixing)
+    resources: dict[str, ExposedResource] = {}
+    templates: dict[str, ExposedTemplate] = {}
+    for g, members in groups.items():
+        ns = namespace_of[g]
+        for b in members:
+            for res in b.catalog.resources:
+                uri = str(res.uri)
+                exposed_uri = uri_codec.encode(ns, uri)
+                known = resources.get(exposed_uri)
+                if known is not None:
+                    if b.name not in known.owners:
+                        resources[exposed_uri] = replace(known, owners=(*known.owners, b.name))
+                    continue
+                resources[exposed_uri] = ExposedResource(
+                    exposed_uri, g, ns, uri, res.model_copy(update={"uri": exposed_uri}), (b.name,)
+                )
+            for tpl in b.catalog.templates:
+                exposed_tpl = uri_codec.encode(ns, tpl.uri_template)
+                if exposed_tpl in templates:
+                    continue
+                templates[exposed_tpl] = ExposedTemplate(
+                    exposed_tpl,
+                    g,
+                    ns,
+                    tpl.uri_template,
+                    tpl.model_copy(update={"uri_template": exposed_tpl}),
+                )
+    return AggregatedIndex(
+        tools=exposed_tools,
+        prompts=exposed_prompts,
+        resources=resources,
+        templates=templates,
+        uri_codec=uri_codec,
+        group_of_namespace=dict(namespace_of),
+    )

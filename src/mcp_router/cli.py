@@ -1,0 +1,154 @@
+"""Command-line entry points: ``mcp-router`` (run, check) and ``mcp-server`` (the demo server)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+
+from mcp_router.config import ConfigError, load_effective_config
+from mcp_router.config.models import RouterConfig
+from mcp_router.logs import configure_logging
+from mcp_router.settings import RouterSettings, load_settings
+
+logger = logging.getLogger("mcp_router")
+
+EXIT_CONFIG = 2
+
+
+def _router_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mcp-router",
+        description="One MCP endpoint in front of many MCP servers.",
+    )
+    parser.add_argument("--config", help="backends YAML/JSON (env MCP_BACKENDS_CONFIG)")
+    parser.add_argument(
+        "--transport", choices=["stdio", "http", "sse"], help="front transport (env MCP_TRANSPORT)"
+    )
+    parser.add_argument("--host", help="bind address for http/sse (env MCP_HOST)")
+    parser.add_argument("--port", type=int, help="port for http/sse (env MCP_PORT)")
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (env MCP_LOG_LEVEL)")
+    sub = parser.add_subparsers(dest="command")
+    check = sub.add_parser(
+        "check", help="validate the config, connect to every backend, print the catalog"
+    )
+    check.add_argument("--config", dest="check_config", help="backends YAML/JSON")
+    check.add_argument("--json", action="store_true", help="print the catalog as JSON")
+    return parser
+
+
+def _load(args: argparse.Namespace) -> tuple[RouterSettings, RouterConfig]:
+    settings = load_settings(
+        backends_config=getattr(args, "check_config", None) or args.config,
+        transport=args.transport,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+    )
+    return settings, load_effective_config(settings)
+
+
+def router_main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of ``mcp-router``."""
+    args = _router_parser().parse_args(argv)
+    try:
+        settings, config = _load(args)
+    except ConfigError as exc:
+        print(f"mcp-router: invalid configuration\n{exc}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+    configure_logging(settings.log_level, settings.log_format)
+    if args.command == "check":
+        raise SystemExit(anyio.run(_check, config, settings, args.json))
+    with contextlib.suppress(KeyboardInterrupt):
+        anyio.run(_serve, config, settings)
+
+
+async def _serve(config: RouterConfig, settings: RouterSettings) -> None:
+    from mcp_router.gateway.server import build_router
+
+    router = build_router(config, settings)
+    logger.info(
+        "mcp-router %s: config %s, %d backends, front transport %s",
+        router.server.version,
+        config.source,
+        len(router.manager.backends),
+        settings.transport,
+    )
+    if settings.transport == "stdio":
+        await router.server.run_stdio_async(show_banner=False)
+        return
+    from mcp_router.gateway.http import serve_http
+
+    await serve_http(router)
+
+
+async def _check(config: RouterConfig, settings: RouterSettings, as_json: bool) -> int:
+    from mcp_router.backends.manager import BackendManager
+    from mcp_router.gateway.management import backend_summary
+
+    manager = BackendManager(config)
+    async with anyio.create_task_group() as tg:
+        await manager.start(tg)
+        summary: dict[str, Any] = {
+            "config": config.source,
+            "backends": [backend_summary(b) for b in manager.backends.values()],
+            "tools": [
+                {"name": name, "group": t.namespace, "original": t.original_name}
+                for name, t in manager.index.tools.items()
+            ],
+            "prompts": sorted(manager.index.prompts),
+            "resources": sorted(manager.index.resources),
+            "resource_templates": sorted(manager.index.templates),
+        }
+        await manager.stop()
+        tg.cancel_scope.cancel()
+    down = [b["name"] for b in summary["backends"] if b["state"] != "connected"]
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_check(summary, manager)
+    if down:
+        print(f"\nerror: {len(down)} backend(s) not reachable: {', '.join(down)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_check(summary: dict[str, Any], manager: Any) -> None:
+    print(f"config: {summary['config']}")
+    print("backends:")
+    for b in summary["backends"]:
+        status = "ok" if b["state"] == "connected" else f"DOWN ({b['last_error']})"
+        print(
+            f"  {b['name']:<20} {b['transport']:<6} namespace={b['namespace']!r:<12} "
+            f"tools={b['tools']:<4} resources={b['resources']:<4} prompts={b['prompts']:<4} {status}"
+        )
+    print("tools:")
+    for name, entry in manager.index.tools.items():
+        served_by = [
+            b.name for b in manager.members(entry.group) if b.serves_tool(entry.original_name)
+        ]
+        print(f"  {name:<40} -> {', '.join(served_by)} ({entry.original_name})")
+    for kind in ("prompts", "resources", "resource_templates"):
+        if summary[kind]:
+            print(f"{kind}:")
+            for item in summary[kind]:
+                print(f"  {item}")
+
+
+def server_main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of ``mcp-server`` (the bundled demo MCP server)."""
+    from mcp_router.template.server import main
+
+    main(list(argv) if argv is not None else None)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    router_main()

@@ -1,0 +1,366 @@
+"""Pydantic models for the router configuration file (``config/backends.yaml``).
+
+Every model forbids unknown keys, so a typo in the file is reported instead of being ignored.
+Cross-field rules that concern one location (for example a duplicate backend name) are raised as
+``ValidationError`` details carrying that location, so the loader can name the exact key path.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+from urllib.parse import urlparse
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+__all__ = [
+    "BACKEND_NAME_PATTERN",
+    "DEFAULT_SOURCE",
+    "NAMESPACE_PATTERN",
+    "BackendConfig",
+    "CircuitBreakerConfig",
+    "HealthCheckConfig",
+    "LoadBalancing",
+    "RetryConfig",
+    "RouteRule",
+    "RouterConfig",
+    "RoutingConfig",
+    "RoutingStrategy",
+    "Transport",
+]
+
+BACKEND_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+NAMESPACE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
+_NAMESPACE_RE = re.compile(NAMESPACE_PATTERN)
+_SEPARATOR_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+_NOT_NAMESPACE_CHAR_RE = re.compile(r"[^A-Za-z0-9_-]")
+
+DEFAULT_SOURCE = "<built-in default>"
+
+RoutingStrategy = Literal["path", "capability", "fallback"]
+LoadBalancing = Literal["round_robin", "least_in_flight"]
+Transport = Literal["stdio", "http", "sse"]
+"""The resolved backend transport (``streamable-http`` is normalised to ``http``)."""
+
+
+def _none_to_empty_list(value: Any) -> Any:
+    """Treat an explicit YAML null (``args:`` with nothing after it) as an empty list."""
+    return [] if value is None else value
+
+
+def _none_to_empty_dict(value: Any) -> Any:
+    """Treat an explicit YAML null as an empty mapping (so sub-models take their defaults)."""
+    return {} if value is None else value
+
+
+def _scalar_to_str(value: Any) -> Any:
+    """Accept YAML numbers and booleans where a string is expected (``args: [--port, 8080]``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+_ScalarStr = Annotated[str, BeforeValidator(_scalar_to_str)]
+_StrList = Annotated[list[_ScalarStr], BeforeValidator(_none_to_empty_list)]
+_StrMap = Annotated[dict[str, _ScalarStr], BeforeValidator(_none_to_empty_dict)]
+
+
+def _location_error(
+    title: str, loc: tuple[str | int, ...], error_type: str, message: str, value: Any
+) -> ValidationError:
+    """Build a ValidationError pointing at ``loc`` (relative to the model being validated)."""
+    return ValidationError.from_exception_data(
+        title,
+        [InitErrorDetails(type=PydanticCustomError(error_type, message), loc=loc, input=value)],
+    )
+
+
+class RetryConfig(BaseModel):
+    """Retry policy for calls that may safely be repeated on the same backend."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_attempts: int = Field(default=3, ge=1)
+    backoff_multiplier: float = Field(default=2.0, gt=0)
+    max_backoff_seconds: float = Field(default=10.0, gt=0)
+    initial_backoff_seconds: float = Field(default=0.1, ge=0)
+
+
+class RouteRule(BaseModel):
+    """A routing rule of a backend: a glob on tool names and how matching calls are routed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pattern: str = Field(min_length=1)
+    strategy: RoutingStrategy = "path"
+    fallback_to: str | None = None
+
+    @model_validator(mode="after")
+    def _fallback_needs_target(self) -> RouteRule:
+        if self.strategy == "fallback" and not self.fallback_to:
+            raise _location_error(
+                "RouteRule",
+                ("fallback_to",),
+                "missing_fallback_to",
+                "strategy 'fallback' requires fallback_to (the name of another backend)",
+                self.fallback_to,
+            )
+        return self
+
+
+class HealthCheckConfig(BaseModel):
+    """Active health probing of one backend (MCP ping, plus an optional HTTP GET endpoint)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    interval_seconds: float = Field(default=30.0, gt=0)
+    timeout_seconds: float = Field(default=5.0, gt=0)
+    endpoint: str | None = None
+
+
+class CircuitBreakerConfig(BaseModel):
+    """Circuit breaker thresholds of one backend."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    failure_threshold: int = Field(default=5, ge=1)
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    half_open_attempts: int = Field(default=3, ge=1)
+
+
+class BackendConfig(BaseModel):
+    """One MCP server behind the router: a stdio command or an HTTP/SSE URL.
+
+    After validation ``transport`` is always set to ``"stdio"``, ``"http"`` or ``"sse"``
+    (inferred from ``command`` / ``url`` when absent; ``"streamable-http"`` becomes ``"http"``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, pattern=BACKEND_NAME_PATTERN)
+    transport: Literal["stdio", "http", "streamable-http", "sse"] | None = None
+    command: str | None = None
+    args: _StrList = Field(default_factory=list)
+    env: _StrMap = Field(default_factory=dict)
+    cwd: str | None = None
+    url: str | None = None
+    headers: _StrMap = Field(default_factory=dict)
+    namespace: str | None = None
+    priority: int = 100
+    enabled: bool = True
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    routes: Annotated[list[RouteRule], BeforeValidator(_none_to_empty_list)] = Field(
+        default_factory=list
+    )
+    health_check: Annotated[HealthCheckConfig, BeforeValidator(_none_to_empty_dict)] = Field(
+        default_factory=HealthCheckConfig
+    )
+    circuit_breaker: Annotated[CircuitBreakerConfig, BeforeValidator(_none_to_empty_dict)] = Field(
+        default_factory=CircuitBreakerConfig
+    )
+
+    @field_validator("namespace")
+    @classmethod
+    def _check_namespace(cls, value: str | None) -> str | None:
+        if value and not _NAMESPACE_RE.match(value):
+            raise ValueError(
+                f"namespace {value!r} must match {NAMESPACE_PATTERN} "
+                '(letters, digits, "_" and "-"), or be "" for no prefix'
+            )
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _check_command(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("command must not be empty")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError(f"url must be an absolute http:// or https:// URL, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _resolve_transport(self) -> BackendConfig:
+        if self.command is not None and self.url is not None:
+            raise ValueError(
+                "set exactly one of 'command' (stdio backend) or 'url' (http/sse backend), not both"
+            )
+        if self.command is None and self.url is None:
+            raise ValueError(
+                "set exactly one of 'command' (stdio backend) or 'url' (http/sse backend)"
+            )
+        transport = self.transport
+        if transport == "streamable-http":
+            transport = "http"
+        if transport is None:
+            if self.command is not None:
+                transport = "stdio"
+            else:
+                assert self.url is not None
+                path = urlparse(self.url).path.rstrip("/")
+                transport = "sse" if path.endswith("/sse") else "http"
+        elif transport == "stdio" and self.url is not None:
+            raise _location_error(
+                "BackendConfig",
+                ("transport",),
+                "transport_mismatch",
+                "transport 'stdio' needs 'command', but 'url' is set",
+                self.transport,
+            )
+        elif transport in ("http", "sse") and self.command is not None:
+            raise _location_error(
+                "BackendConfig",
+                ("transport",),
+                "transport_mismatch",
+                f"transport {self.transport!r} needs 'url', but 'command' is set",
+                self.transport,
+            )
+        self.transport = transport
+        return self
+
+    @property
+    def resolved_transport(self) -> Transport:
+        """The transport after inference and normalisation: ``stdio``, ``http`` or ``sse``."""
+        transport = self.transport
+        if transport is None:
+            return "stdio" if self.command is not None else "http"
+        if transport == "streamable-http":
+            return "http"
+        return transport
+
+    @property
+    def effective_namespace(self) -> str:
+        """The prefix of this backend's exposed names; ``""`` means no prefix.
+
+        Defaults to the backend name. A name containing characters a namespace may not hold
+        (``.``) has them replaced by ``_`` so the prefix is always a valid tool-name part.
+        """
+        if self.namespace is not None:
+            return self.namespace
+        if _NAMESPACE_RE.match(self.name):
+            return self.name
+        return _NOT_NAMESPACE_CHAR_RE.sub("_", self.name)
+
+
+class RoutingConfig(BaseModel):
+    """Router-wide routing, naming, timeout and retry settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    default_strategy: RoutingStrategy = "capability"
+    enable_namespace_prefixing: bool = True
+    namespace_separator: str = "_"
+    capability_cache_ttl_seconds: float = Field(default=300.0, ge=0)
+    request_timeout_seconds: float = Field(default=30.0, gt=0)
+    load_balancing: LoadBalancing = "least_in_flight"
+    retry: Annotated[RetryConfig, BeforeValidator(_none_to_empty_dict)] = Field(
+        default_factory=RetryConfig
+    )
+
+    @field_validator("namespace_separator")
+    @classmethod
+    def _check_separator(cls, value: str) -> str:
+        if not _SEPARATOR_RE.match(value):
+            raise ValueError(
+                'namespace_separator must be non-empty and use only letters, digits, "_" and "-" '
+                f"(exposed tool names allow nothing else), got {value!r}"
+            )
+        return value
+
+
+class RouterConfig(BaseModel):
+    """The whole router configuration: routing settings plus the list of backends.
+
+    ``source`` (not a field) records where the configuration came from: a file path or
+    ``"<built-in default>"``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    routing: Annotated[RoutingConfig, BeforeValidator(_none_to_empty_dict)] = Field(
+        default_factory=RoutingConfig
+    )
+    backends: Annotated[list[BackendConfig], BeforeValidator(_none_to_empty_list)] = Field(
+        default_factory=list
+    )
+
+    _source: str = PrivateAttr(default=DEFAULT_SOURCE)
+
+    @property
+    def source(self) -> str:
+        """Where this configuration was loaded from (file path or ``<built-in default>``)."""
+        return self._source
+
+    @source.setter
+    def source(self, value: str) -> None:
+        self._source = value
+
+    @model_validator(mode="after")
+    def _check_cross_references(self) -> RouterConfig:
+        details: list[InitErrorDetails] = []
+        first_index: dict[str, int] = {}
+        for index, backend in enumerate(self.backends):
+            if backend.name in first_index:
+                details.append(
+                    InitErrorDetails(
+                        type=PydanticCustomError(
+                            "duplicate_backend",
+                            f"duplicate backend name {backend.name!r} "
+                            f"(already used by backends[{first_index[backend.name]}])",
+                        ),
+                        loc=("backends", index, "name"),
+                        input=backend.name,
+                    )
+                )
+            else:
+                first_index[backend.name] = index
+        known = ", ".join(sorted(first_index)) or "none"
+        for index, backend in enumerate(self.backends):
+            for route_index, route in enumerate(backend.routes):
+                target = route.fallback_to
+                if target is None:
+                    continue
+                if target not in first_index:
+                    message = f"fallback_to names unknown backend {target!r} (known: {known})"
+                elif target == backend.name:
+                    message = f"fallback_to must name another backend, not {target!r} itself"
+                else:
+                    continue
+                details.append(
+                    InitErrorDetails(
+                        type=PydanticCustomError("invalid_fallback", message),
+                        loc=("backends", index, "routes", route_index, "fallback_to"),
+                        input=target,
+                    )
+                )
+        if details:
+            raise ValidationError.from_exception_data("RouterConfig", details)
+        return self
+
+    def backend(self, name: str) -> BackendConfig | None:
+        """Return the backend called ``name``, or ``None``."""
+        for backend in self.backends:
+            if backend.name == name:
+                return backend
+        return None

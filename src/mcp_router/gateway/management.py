@@ -1,0 +1,152 @@
+"""Read-only management tools (namespace ``router``): backends, health, routing decisions.
+
+Nothing here can start a process or change where the router connects.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from fastmcp import FastMCP
+from fastmcp.exceptions import ToolError
+from mcp.types import ToolAnnotations
+
+from mcp_router.backends.backend import Backend
+from mcp_router.backends.manager import BackendManager
+from mcp_router.routing.forwarder import Forwarder, UnknownComponentError
+
+_READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
+_SECRET_QUERY = re.compile(r"(?i)([?&](?:token|key|secret|password|auth|access_token)=)[^&]+")
+_USERINFO = re.compile(r"://[^/@\s]+@")
+
+
+def redact_url(url: str | None) -> str | None:
+    """A URL safe to show: no userinfo, no secret-looking query values."""
+    if url is None:
+        return None
+    return _SECRET_QUERY.sub(r"\1***", _USERINFO.sub("://***@", url))
+
+
+def redact_text(text: str | None, secrets: list[str]) -> str | None:
+    """Replace every known secret value in a message with ***."""
+    if text is None:
+        return None
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _secrets_of(backend: Backend) -> list[str]:
+    values = [v for v in backend.config.headers.values() if len(v) >= 4]
+    values += [v for v in backend.config.env.values() if len(v) >= 8]
+    # "Bearer abc" -> also hide "abc" on its own
+    values += [v.split(" ", 1)[1] for v in values if " " in v]
+    return values
+
+
+def backend_summary(backend: Backend) -> dict[str, Any]:
+    """One backend as `router_list_backends` shows it (secrets redacted)."""
+    breaker = backend.breaker
+    return {
+        "name": backend.name,
+        "transport": backend.transport,
+        "namespace": backend.namespace,
+        "priority": backend.priority,
+        "state": backend.state.value,
+        "healthy": backend.healthy,
+        "circuit_state": breaker.state.value,
+        "error_count": breaker.total_failures,
+        "in_flight": backend.in_flight,
+        **backend.catalog.counts,
+        "last_error": redact_text(backend.last_error, _secrets_of(backend)),
+    }
+
+
+def backend_detail(backend: Backend) -> dict[str, Any]:
+    """One backend in detail (for `router_get_backend_health`)."""
+    probe = backend.last_probe
+    secrets = _secrets_of(backend)
+    detail = backend_summary(backend)
+    detail.update(
+        {
+            "url": redact_url(backend.config.url),
+            "command": backend.config.command,
+            "protocol_version": backend.protocol_version,
+            "server_info": backend.server_info.model_dump() if backend.server_info else None,
+            "connected_since": backend.connected_at,
+            "connections": backend.connect_count,
+            "request_timeout_seconds": backend.request_timeout,
+            "circuit_breaker": {
+                **breaker_snapshot(backend),
+                "failure_threshold": backend.config.circuit_breaker.failure_threshold,
+                "timeout_seconds": backend.config.circuit_breaker.timeout_seconds,
+                "half_open_attempts": backend.config.circuit_breaker.half_open_attempts,
+            },
+            "last_probe": None
+            if probe is None
+            else {
+                "ok": probe.ok,
+                "latency_ms": probe.latency_ms,
+                "seconds_ago": round(time.time() - probe.at, 3),
+                "error": redact_text(probe.error, secrets),
+            },
+            "availability": None
+            if backend.state.value == "connected"
+            else redact_text(backend.unavailable_reason(), secrets),
+        }
+    )
+    return detail
+
+
+def breaker_snapshot(backend: Backend) -> dict[str, Any]:
+    """The breaker's state, with its last failure reason redacted."""
+    snap = dict(backend.breaker.snapshot())
+    if "last_failure_reason" in snap:
+        snap["last_failure_reason"] = redact_text(snap["last_failure_reason"], _secrets_of(backend))
+    return snap
+
+
+def register_management_tools(
+    server: FastMCP, manager: BackendManager, forwarder: Forwarder
+) -> None:
+    """Add the ``router_*`` tools to the server."""
+
+    @server.tool(name="router_list_backends", annotations=_READ_ONLY)
+    async def router_list_backends() -> dict[str, Any]:
+        """List every backend MCP server behind this router: name, transport, namespace,
+        priority, whether it is healthy, its circuit breaker state, error count, how many
+        tools/resources/prompts it offers, and its last error."""
+        return {"backends": [backend_summary(b) for b in manager.backends.values()]}
+
+    @server.tool(name="router_get_backend_health", annotations=_READ_ONLY)
+    async def router_get_backend_health(backend_name: str) -> dict[str, Any]:
+        """Detailed health of one backend: connection state, circuit breaker (state, failure
+        counts, when it will be retried), last health probe and its latency."""
+        backend = manager.backends.get(backend_name)
+        if backend is None:
+            known = ", ".join(manager.backends) or "none"
+            raise ToolError(f"unknown backend '{backend_name}' (known backends: {known})")
+        return backend_detail(backend)
+
+    @server.tool(name="router_get_routing_info", annotations=_READ_ONLY)
+    async def router_get_routing_info(tool_name: str) -> dict[str, Any]:
+        """Explain how a call to an exposed tool name would be routed right now: the original
+        tool name, the candidate backends in the order they would be tried and why each was
+        chosen, and the backends skipped (for example because their circuit is open)."""
+        try:
+            entry, decision = forwarder.tool_decision(tool_name)
+        except UnknownComponentError as exc:
+            raise ToolError(f"{exc}; call tools/list for the exposed names") from exc
+        described = decision.describe()
+        return {
+            "tool_name": tool_name,
+            "original_name": entry.original_name,
+            "namespace": entry.namespace,
+            "safe_to_retry": entry.safe_to_retry,
+            "candidates": [d for d in described if not d["skipped"]],
+            "skipped": [d for d in described if d["skipped"]],
+            "last_call_tried": forwarder.last_decisions.get(tool_name),
+        }

@@ -1,0 +1,275 @@
+"""Executes one routed request: candidates in order, breaker permits, retries, failover.
+
+Rules (DESIGN.md "Routing semantics"):
+- candidates come from the `RoutingEngine` (tools) or the replica group (resources, prompts);
+- a backend whose circuit does not admit the call is skipped;
+- a transport failure moves on to the next candidate, unless the request may already have run
+  on the backend and repeating it is not known to be harmless;
+- a call is retried on the same backend only when it surely did not reach the backend, or the
+  tool is annotated idempotent / read-only (resource reads and prompt gets are read-only);
+- a backend's own answer (a result with ``isError``, or a JSON-RPC error) is the answer: it
+  is never retried nor failed over, and it counts as a success for the breaker.
+One routed call takes at most one breaker permit per backend, so it counts once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import mcp_types as types
+from mcp.shared.dispatcher import ProgressFnT
+
+from mcp_router.backends.backend import Backend
+from mcp_router.backends.errors import BackendError, BackendTimeoutError
+from mcp_router.backends.manager import BackendManager, ExposedTool
+from mcp_router.resilience.retry import RetryPolicy
+from mcp_router.routing.engine import Candidate, RoutingDecision, RoutingEngine
+
+logger = logging.getLogger("mcp_router.calls")
+
+T = TypeVar("T")
+
+
+class RoutingError(Exception):
+    """No backend could serve the request; the message says which were tried and why."""
+
+
+class UnknownComponentError(RoutingError):
+    """The exposed name or URI is not in the aggregated catalog."""
+
+
+@dataclass
+class CallRecord:
+    """What happened to one routed request (for logs, metrics and tests)."""
+
+    kind: str
+    exposed: str
+    backend: str | None = None
+    outcome: str = "error"
+    attempts: int = 0
+    failovers: int = 0
+    duration_ms: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+CallObserver = Callable[[CallRecord], None]
+
+
+class Forwarder:
+    """Routes tool calls, resource reads and prompt gets to backends, with resilience."""
+
+    def __init__(self, manager: BackendManager, engine: RoutingEngine, retry: RetryPolicy) -> None:
+        self.manager = manager
+        self.engine = engine
+        self.retry = retry
+        self.observers: list[CallObserver] = []
+        self.last_decisions: dict[str, list[str]] = {}  # exposed name -> backends tried, in order
+
+    # ------------------------------------------------------------------ decisions
+
+    def tool_decision(self, exposed: str) -> tuple[ExposedTool, RoutingDecision]:
+        """The routing decision for an exposed tool name (what `router_get_routing_info` shows)."""
+        entry = self.manager.index.tools.get(exposed)
+        if entry is None:
+            raise UnknownComponentError(f"unknown tool '{exposed}'")
+        group = entry.namespace if entry.namespace else ""
+        return entry, self.engine.candidates(exposed, entry.original_name, group)
+
+    def group_decision(
+        self,
+        exposed: str,
+        group: str,
+        original: str,
+        serves: Callable[[Backend], bool] | None = None,
+    ) -> RoutingDecision:
+        """Candidates for a resource or prompt: group members that serve it, by priority."""
+        members = self.manager.members(group)
+        if serves is not None:
+            members = [b for b in members if serves(b)] or members
+        members.sort(key=lambda b: b.priority)
+        decision = RoutingDecision(exposed, original)
+        for backend in members:
+            if backend.breaker.allow():
+                decision.candidates.append(Candidate(backend, "replica group"))
+            else:
+                decision.skipped.append(
+                    Candidate(backend, f"circuit {backend.breaker.state.value}", "replica group")
+                )
+        return decision
+
+    # ------------------------------------------------------------------ requests
+
+    async def call_tool(
+        self,
+        exposed: str,
+        arguments: dict[str, Any] | None,
+        *,
+        progress_callback: ProgressFnT | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> types.CallToolResult:
+        """Call an exposed tool on the best available backend."""
+        entry, decision = self.tool_decision(exposed)
+        original = entry.original_name
+        return await self._run(
+            "tool",
+            exposed,
+            decision,
+            lambda b: b.call_tool(
+                original, arguments, progress_callback=progress_callback, meta=meta
+            ),
+            safe_to_retry=entry.safe_to_retry,
+        )
+
+    async def read_resource(self, exposed_uri: str) -> types.ReadResourceResult:
+        """Read a resource (listed or a template instance) by its exposed URI."""
+        index = self.manager.index
+        listed = index.resources.get(exposed_uri)
+        serves: Callable[[Backend], bool] | None = None
+        if listed is not None:
+            group, original = listed.group, listed.original_uri
+            owners = listed.owners
+            serves = lambda b: b.name in owners  # noqa: E731
+        else:
+            decoded = index.uri_codec.decode(exposed_uri)
+            group_id = index.group_of_namespace.get(decoded[0]) if decoded else None
+            if decoded is None or group_id is None:
+                raise UnknownComponentError(f"unknown resource '{exposed_uri}'")
+            group, original = group_id, decoded[1]
+        decision = self.group_decision(exposed_uri, group, original, serves)
+        return await self._run(
+            "resource",
+            exposed_uri,
+            decision,
+            lambda b: b.request(lambda s: s.read_resource(original)),
+            safe_to_retry=True,
+        )
+
+    async def get_prompt(
+        self, exposed: str, arguments: dict[str, str] | None
+    ) -> types.GetPromptResult:
+        """Render an exposed prompt on its backend."""
+        entry = self.manager.index.prompts.get(exposed)
+        if entry is None:
+            raise UnknownComponentError(f"unknown prompt '{exposed}'")
+        original = entry.original_name
+        decision = self.group_decision(
+            exposed, entry.group, original, lambda b: original in b.catalog.prompts
+        )
+        return await self._run(
+            "prompt",
+            exposed,
+            decision,
+            lambda b: b.request(lambda s: s.get_prompt(original, arguments)),
+            safe_to_retry=True,
+        )
+
+    # ------------------------------------------------------------------ the loop
+
+    async def _run(
+        self,
+        kind: str,
+        exposed: str,
+        decision: RoutingDecision,
+        op: Callable[[Backend], Awaitable[T]],
+        *,
+        safe_to_retry: bool,
+    ) -> T:
+        record = CallRecord(kind, exposed)
+        start = time.perf_counter()
+        try:
+            return await self._try_candidates(record, decision, op, safe_to_retry)
+        finally:
+            record.duration_ms = (time.perf_counter() - start) * 1000
+            for observe in self.observers:
+                observe(record)
+
+    async def _try_candidates(
+        self,
+        record: CallRecord,
+        decision: RoutingDecision,
+        op: Callable[[Backend], Awaitable[T]],
+        safe_to_retry: bool,
+    ) -> T:
+        tried: list[str] = []
+        if not decision.candidates:
+            record.outcome = "no_backend"
+            raise RoutingError(_no_backend_message(record, decision))
+
+        def retry_if(exc: BaseException) -> bool:
+            if not isinstance(exc, BackendError) or isinstance(exc, BackendTimeoutError):
+                return False
+            return not exc.reached or safe_to_retry
+
+        for position, candidate in enumerate(decision.candidates):
+            backend: Backend = candidate.backend  # type: ignore[assignment]
+            permit = backend.breaker.acquire()
+            if permit is None:
+                record.errors.append(f"backend '{backend.name}': {backend.breaker.open_error()}")
+                continue
+            if position > 0 and tried:
+                record.failovers += 1
+            tried.append(backend.name)
+            record.backend = backend.name
+
+            def on_retry(
+                attempt: int, exc: BaseException, wait: float, name: str = backend.name
+            ) -> None:
+                record.attempts += 1
+                logger.info(
+                    "%s '%s': retrying on '%s' in %.2fs after: %s",
+                    record.kind,
+                    record.exposed,
+                    name,
+                    wait,
+                    exc,
+                )
+
+            record.attempts += 1
+            try:
+                result = await self.retry.run(
+                    lambda b=backend: op(b), retry_if=retry_if, on_retry=on_retry
+                )
+            except BackendError as exc:
+                permit.failure(exc.reason)
+                record.errors.append(str(exc))
+                if exc.reached and not safe_to_retry:
+                    # It may have run there: repeating it elsewhere could do it twice.
+                    record.outcome = "error"
+                    self.last_decisions[record.exposed] = tried
+                    raise RoutingError(
+                        f"{record.kind} '{record.exposed}' failed: {exc} "
+                        "(not retried: the call may have reached the backend and the tool is "
+                        "not marked idempotent or read-only)"
+                    ) from exc
+                continue
+            except BaseException:
+                permit.release()  # cancelled, or the backend answered with a protocol error
+                self.last_decisions[record.exposed] = tried
+                raise
+            permit.success()
+            record.outcome = "success"
+            if isinstance(result, types.CallToolResult) and result.is_error:
+                record.outcome = "tool_error"
+            self.last_decisions[record.exposed] = tried
+            return result
+        self.last_decisions[record.exposed] = tried
+        record.outcome = "error" if tried else "no_backend"
+        raise RoutingError(_no_backend_message(record, decision))
+
+
+def _no_backend_message(record: CallRecord, decision: RoutingDecision) -> str:
+    parts: list[str] = list(record.errors)
+    for skipped in decision.skipped:
+        parts.append(f"backend '{skipped.backend.name}': {skipped.reason}")
+    if not parts:
+        return f"no backend serves {record.kind} '{record.exposed}'"
+    return f"no healthy backend for {record.kind} '{record.exposed}': " + "; ".join(parts)
+
+
+def backends_of(decision: RoutingDecision) -> Sequence[str]:
+    """Backend names of a decision's candidates, in order."""
+    return [c.backend.name for c in decision.candidates]
