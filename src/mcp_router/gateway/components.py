@@ -21,7 +21,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_router.routing.forwarder import Forwarder, RoutingError, UnknownComponentError
 
 
-def _progress_forwarder(context: Context | None) -> Any:
+def progress_forwarder(context: Context | None) -> Any:
     """A per-call progress callback relaying backend progress to this call's client only."""
     if context is None:
         return None
@@ -77,7 +77,7 @@ class ForwardingTool(Tool):
             context = get_context()
         try:
             result = await self._forwarder.call_tool(
-                self.name, arguments, progress_callback=_progress_forwarder(context)
+                self.name, arguments, progress_callback=progress_forwarder(context)
             )
         except UnknownComponentError as exc:
             raise NotFoundError(str(exc)) from exc
@@ -180,7 +180,7 @@ class ForwardingTemplate(ResourceTemplate):
 
     def to_mcp_template(self, **overrides: Any) -> types.ResourceTemplate:
         """The backend's definition, verbatim but for the exposed URI template."""
-        if not (set(overrides) - {"uriTemplate"}):
+        if not (set(overrides) - {"uriTemplate", "uri_template"}):
             return self._wire
         return super().to_mcp_template(**overrides)
 

