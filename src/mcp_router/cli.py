@@ -41,6 +41,25 @@ def _router_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--config", dest="check_config", help="backends YAML/JSON")
     check.add_argument("--json", action="store_true", help="print the catalog as JSON")
+    imp = sub.add_parser(
+        "import",
+        help="convert a Claude Desktop / Claude Code / Cursor mcpServers JSON file to YAML",
+        description="Convert an mcpServers JSON file (claude_desktop_config.json, .mcp.json, "
+        "Cursor's mcp.json) into an equivalent backends.yaml. Values are copied literally; "
+        "env variables and headers that look secret are reported on stderr (or, with "
+        "--env-refs, written as ${VAR} references).",
+    )
+    imp.add_argument("path", help="the JSON file to import")
+    imp.add_argument("-o", "--output", help="write the YAML here instead of stdout")
+    imp.add_argument(
+        "--env-refs",
+        action="store_true",
+        help="write secret-looking env/header values as ${VAR} references",
+    )
+    schema = sub.add_parser(
+        "schema", help="print the JSON Schema (draft 2020-12) of the YAML config"
+    )
+    schema.add_argument("-o", "--output", help="write the schema here instead of stdout")
     return parser
 
 
@@ -58,6 +77,10 @@ def _load(args: argparse.Namespace) -> tuple[RouterSettings, RouterConfig]:
 def router_main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``mcp-router``."""
     args = _router_parser().parse_args(argv)
+    if args.command == "import":
+        raise SystemExit(_import(args.path, args.output, args.env_refs))
+    if args.command == "schema":
+        raise SystemExit(_schema(args.output))
     try:
         settings, config = _load(args)
     except ConfigError as exc:
@@ -120,6 +143,46 @@ async def _check(config: RouterConfig, settings: RouterSettings, as_json: bool) 
     return 0
 
 
+def _write_output(text: str, output: str | None) -> int:
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return 0
+    try:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as exc:
+        print(f"mcp-router: cannot write {output}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _import(path: str, output: str | None, env_refs: bool) -> int:
+    from mcp_router.importer import import_file
+
+    try:
+        result = import_file(path, env_refs=env_refs)
+    except ConfigError as exc:
+        print(f"mcp-router: cannot import\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    status = _write_output(result.yaml_text, output)
+    if status == 0:
+        where = output or "stdout"
+        print(
+            f"imported {len(result.config.backends)} backend(s) from {path} to {where}",
+            file=sys.stderr,
+        )
+    return status
+
+
+def _schema(output: str | None) -> int:
+    from mcp_router.config.schema import config_schema_text
+
+    return _write_output(config_schema_text(), output)
+
+
 def _print_check(summary: dict[str, Any], manager: Any) -> None:
     print(f"config: {summary['config']}")
     print("backends:")
@@ -127,7 +190,8 @@ def _print_check(summary: dict[str, Any], manager: Any) -> None:
         status = "ok" if b["state"] == "connected" else f"DOWN ({b['last_error']})"
         print(
             f"  {b['name']:<20} {b['transport']:<6} namespace={b['namespace']!r:<12} "
-            f"tools={b['tools']:<4} resources={b['resources']:<4} prompts={b['prompts']:<4} {status}"
+            f"tools={b['tools']:<4} resources={b['resources']:<4} prompts={b['prompts']:<4} "
+            f"{status}"
         )
     print("tools:")
     for name, entry in manager.index.tools.items():

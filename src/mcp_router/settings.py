@@ -7,17 +7,45 @@ The optional override fields (``default_strategy`` ... ``health_check_timeout``)
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlparse
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mcp_router.config.errors import ConfigError, format_key_path
 
-__all__ = ["ENV_PREFIX", "LOG_LEVELS", "RouterSettings", "load_settings"]
+__all__ = ["ENV_PREFIX", "JWT_ALGORITHMS", "LOG_LEVELS", "RouterSettings", "load_settings"]
 
 ENV_PREFIX = "MCP_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+JWT_ALGORITHMS = (
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+    "Ed25519",
+    "Ed448",
+    "HS256",
+    "HS384",
+    "HS512",
+)
+_PEM_MARKER = "-----BEGIN "
+
+
+def _split_list(value: str | None) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]`` (comma-separated env values)."""
+    if not value:
+        return []
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 class RouterSettings(BaseSettings):
@@ -39,7 +67,24 @@ class RouterSettings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     max_request_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
-    auth_tokens: str | None = None
+    # Front security. Bearer tokens come from the environment or a file, never from the YAML.
+    auth_tokens: str | None = None  # comma-separated
+    auth_token_file: str | None = None  # one token per line; blank lines and "#" comments skipped
+    jwt_jwks_uri: str | None = None
+    jwt_public_key: str | None = None  # PEM text, or a path to a PEM file (HS*: the secret)
+    jwt_issuer: str | None = None  # comma-separated: any of them is accepted
+    jwt_audience: str | None = None  # comma-separated: any of them is accepted
+    jwt_required_scopes: str | None = None  # comma-separated: all are required
+    jwt_algorithm: str = "RS256"
+    # /metrics holds names and counts, no secrets; scrapers usually sit on a private network.
+    metrics_require_auth: bool = False
+    allowed_hosts: str | None = None  # extra Host header values (comma-separated, globs)
+    allowed_origins: str | None = None  # extra browser Origins (comma-separated, globs)
+    rate_limit_per_second: float | None = Field(default=None, gt=0)
+    rate_limit_burst: int | None = Field(default=None, ge=1)
+    otlp_endpoint: str | None = None  # else OTEL_EXPORTER_OTLP_ENDPOINT; unset = no tracing
+    watch_config: bool = True  # reload the config file when it changes (SIGHUP always works)
+    config_poll_interval: float = Field(default=1.0, gt=0)
 
     # Overrides of the YAML config (None = not set; env wins over the file when set).
     default_strategy: Literal["path", "capability", "fallback"] | None = None
@@ -65,17 +110,155 @@ class RouterSettings(BaseSettings):
             return level
         return value
 
+    @field_validator("auth_tokens")
+    @classmethod
+    def _check_tokens(cls, value: str | None) -> str | None:
+        # Set but holding no token would silently leave the endpoint open.
+        if value is not None and not _split_list(value):
+            raise ValueError("is set but holds no token (comma-separated bearer tokens)")
+        return value
+
+    @field_validator("auth_token_file")
+    @classmethod
+    def _check_token_file(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise ValueError(f"token file {value!r} does not exist or is not a file")
+        try:
+            tokens = read_token_file(path)
+        except OSError as exc:
+            raise ValueError(f"token file {value!r} cannot be read: {exc.strerror}") from None
+        if not tokens:
+            raise ValueError(f"token file {value!r} holds no token (one per line)")
+        return value
+
+    @field_validator("jwt_algorithm")
+    @classmethod
+    def _check_algorithm(cls, value: str) -> str:
+        if value not in JWT_ALGORITHMS:
+            raise ValueError(
+                f"unsupported JWT algorithm {value!r}; one of {', '.join(JWT_ALGORITHMS)}"
+            )
+        return value
+
+    @field_validator("jwt_jwks_uri")
+    @classmethod
+    def _check_jwks_uri(cls, value: str | None) -> str | None:
+        if value is not None:
+            parsed = urlparse(value)
+            if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                raise ValueError(f"must be an absolute http(s) URL, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_jwt(self) -> RouterSettings:
+        problems: list[tuple[str, str]] = []
+        symmetric = self.jwt_algorithm.startswith("HS")
+        if self.jwt_jwks_uri and self.jwt_public_key:
+            problems.append(
+                ("jwt_public_key", "set MCP_JWT_PUBLIC_KEY or MCP_JWT_JWKS_URI, not both")
+            )
+        elif self.jwt_jwks_uri and symmetric:
+            problems.append(
+                (
+                    "jwt_algorithm",
+                    f"{self.jwt_algorithm} uses a shared secret: a JWKS URI needs RS/PS/ES/EdDSA",
+                )
+            )
+        elif self.jwt_public_key and _PEM_MARKER not in self.jwt_public_key:
+            path = Path(self.jwt_public_key).expanduser()
+            if not path.is_file() and not symmetric:
+                problems.append(
+                    ("jwt_public_key", "is neither PEM text nor the path of an existing file")
+                )
+        if self.metrics_require_auth and not self.auth_enabled:
+            problems.append(
+                (
+                    "metrics_require_auth",
+                    "needs MCP_AUTH_TOKENS, MCP_AUTH_TOKEN_FILE or a JWT key to check tokens",
+                )
+            )
+        if not self.jwt_enabled:
+            for name in ("jwt_issuer", "jwt_audience", "jwt_required_scopes"):
+                if getattr(self, name):
+                    problems.append(
+                        (name, "has no effect without MCP_JWT_JWKS_URI or MCP_JWT_PUBLIC_KEY")
+                    )
+        if problems:
+            raise ValidationError.from_exception_data(
+                "RouterSettings",
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("value_error", message), loc=(field,), input=None
+                    )
+                    for field, message in problems
+                ],
+            )
+        return self
+
     @property
     def auth_token_list(self) -> list[str]:
-        """The accepted bearer tokens from ``MCP_AUTH_TOKENS`` (comma-separated), if any."""
-        if not self.auth_tokens:
-            return []
-        return [token.strip() for token in self.auth_tokens.split(",") if token.strip()]
+        """Accepted static bearer tokens: ``MCP_AUTH_TOKENS`` plus ``MCP_AUTH_TOKEN_FILE``."""
+        tokens = _split_list(self.auth_tokens)
+        if self.auth_token_file:
+            tokens += [
+                t
+                for t in read_token_file(Path(self.auth_token_file).expanduser())
+                if t not in tokens
+            ]
+        return tokens
+
+    @property
+    def jwt_enabled(self) -> bool:
+        """Whether JWT bearer tokens are accepted (a JWKS URI or a key is set)."""
+        return bool(self.jwt_jwks_uri or self.jwt_public_key)
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether the MCP endpoint requires a bearer token."""
+        return bool(self.auth_tokens or self.auth_token_file or self.jwt_enabled)
+
+    @property
+    def jwt_issuer_list(self) -> list[str]:
+        """Accepted ``iss`` values."""
+        return _split_list(self.jwt_issuer)
+
+    @property
+    def jwt_audience_list(self) -> list[str]:
+        """Accepted ``aud`` values."""
+        return _split_list(self.jwt_audience)
+
+    @property
+    def jwt_scope_list(self) -> list[str]:
+        """Scopes every JWT must carry."""
+        return _split_list(self.jwt_required_scopes)
+
+    @property
+    def allowed_host_list(self) -> list[str]:
+        """Host header values accepted besides localhost, 127.0.0.1, ::1 and the bound address."""
+        return _split_list(self.allowed_hosts)
+
+    @property
+    def allowed_origin_list(self) -> list[str]:
+        """Browser Origins accepted besides same-origin and loopback ones."""
+        return _split_list(self.allowed_origins)
 
     @classmethod
     def env_var(cls, field_name: str) -> str:
         """The environment variable that sets ``field_name`` (``port`` -> ``MCP_PORT``)."""
         return f"{ENV_PREFIX}{field_name.upper()}"
+
+
+def read_token_file(path: Path) -> list[str]:
+    """Tokens in a token file: one per line; blank lines and ``#`` comments are skipped."""
+    tokens: list[str] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        token = line.strip()
+        if token and not token.startswith("#") and token not in tokens:
+            tokens.append(token)
+    return tokens
 
 
 def _cli_option(field_name: str) -> str:

@@ -3,13 +3,22 @@
 A `Backend` owns exactly one live MCP session at a time, opened by a supervisor task that
 runs for the life of the router: it connects, discovers the catalog, serves every call over
 that one session, notices when the connection ends (a stdio child that died, an HTTP server
-that forgot the session) and reconnects with exponential backoff. Calls never open sessions.
+that forgot the session) and reconnects. Calls never open sessions.
+
+Reconnection: a session that had been up for a while and is lost is re-opened at once (a
+backend restart should cost one round trip, not a backoff period); failed attempts, and
+sessions that die right after opening (a crash loop), back off exponentially with jitter.
+
+A request that finds its HTTP session forgotten (the backend restarted: "Session terminated")
+surely did not run, so it waits for the supervisor to open the new session and runs once more
+there; the caller never sees the restart.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,6 +32,7 @@ from mcp import Client
 from mcp.client.session import ClientSession, IncomingMessage
 from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
+from pydantic import ValidationError
 
 from mcp_router.backends.catalog import BackendCatalog, discover, refresh
 from mcp_router.backends.errors import (
@@ -31,7 +41,14 @@ from mcp_router.backends.errors import (
     BackendTimeoutError,
     BackendUnavailableError,
 )
-from mcp_router.backends.transports import make_http_client, open_transport
+from mcp_router.backends.transports import (
+    INVALID_RESPONSE,
+    NOT_REACHED,
+    SESSION_EXPIRED,
+    make_http_client,
+    open_transport,
+    router_error_kind,
+)
 from mcp_router.config.models import BackendConfig, RouteRule
 from mcp_router.resilience.circuit_breaker import CircuitBreaker
 
@@ -42,6 +59,8 @@ T = TypeVar("T")
 _CLIENT_INFO = types.Implementation(name="mcp-router", version="0.1.0")
 _RECONNECT_INITIAL = 0.5
 _RECONNECT_MAX = 30.0
+# A session that lived at least this long and then ended is reconnected without delay.
+_STABLE_SESSION_SECONDS = 1.0
 _LIST_CHANGED = {
     "notifications/tools/list_changed": "tools",
     "notifications/resources/list_changed": "resources",
@@ -70,6 +89,15 @@ class ProbeResult:
 
 CatalogListener = Callable[["Backend"], Awaitable[None]]
 NotificationListener = Callable[["Backend", Any], Awaitable[None]]
+
+
+class _SessionExpiredError(BackendConnectionError):
+    """The backend no longer knows our session (it restarted); the request did not run."""
+
+    def __init__(self, backend: str) -> None:
+        super().__init__(
+            backend, "session expired (backend restarted); reconnecting", reached=False
+        )
 
 
 class Backend:
@@ -105,12 +133,16 @@ class Backend:
         self.connect_count = 0
         self.protocol_version: str | None = None
         self.server_info: types.Implementation | None = None
+        self.invalid_messages = 0  # lines/messages from the backend that were not JSON-RPC
+        self.last_invalid_message: str | None = None
+        self.last_exit_code: int | None = None  # of a stdio child
         self._on_catalog_change = on_catalog_change
         self._on_notification = on_notification
         self._client: Client | None = None
         self._lost = anyio.Event()
         self._ever_ready = anyio.Event()
-        self._connected = anyio.Event()
+        # Set (and replaced) whenever a connection attempt ends: published or failed.
+        self._attempt_done = anyio.Event()
         self._stopping = False
         self._next_attempt_at: float | None = None
         self._tg: anyio.abc.TaskGroup | None = None
@@ -132,12 +164,22 @@ class Backend:
         """Connected, and its circuit admits calls."""
         return self.state is BackendState.CONNECTED and self.breaker.allow()
 
+    @property
+    def has_session(self) -> bool:
+        """A session is open right now."""
+        return self._client is not None
+
+    @property
+    def in_backoff(self) -> bool:
+        """The last connection attempt failed and the next one is scheduled (it is down)."""
+        return self._next_attempt_at is not None
+
     # ------------------------------------------------------------------ life cycle
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """Supervise the connection until `stop()`: connect, serve, reconnect with backoff."""
+        """Supervise the connection until `stop()`: connect, serve, reconnect."""
         if self.transport == "http":
             self._http_client = make_http_client(self.config)
         task_status.started()
@@ -146,7 +188,7 @@ class Backend:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 while not self._stopping:
-                    started = time.monotonic()
+                    published_before = self.connect_count
                     try:
                         await self._connect_and_serve()
                     except Exception as exc:  # any transport or handshake failure: log and retry
@@ -159,11 +201,21 @@ class Backend:
                         )
                     if self._stopping:
                         break
-                    if time.monotonic() - started > _RECONNECT_MAX:
-                        delay = _RECONNECT_INITIAL  # it was up for a while: start backoff afresh
+                    lived = (
+                        time.time() - self.connected_at
+                        if self.connect_count > published_before and self.connected_at
+                        else 0.0
+                    )
+                    if lived >= _STABLE_SESSION_SECONDS:
+                        # A session that worked was lost (restart, crash): reconnect at once.
+                        delay = _RECONNECT_INITIAL
+                        self.state = BackendState.RECONNECTING
+                        logger.info("backend '%s': reconnecting now", self.name)
+                        continue
                     wait = min(delay, _RECONNECT_MAX) * random.uniform(0.8, 1.2)
                     self.state = BackendState.RECONNECTING
                     self._next_attempt_at = time.time() + wait
+                    self._signal_attempt_done()
                     logger.info("backend '%s': next connection attempt in %.1fs", self.name, wait)
                     await anyio.sleep(wait)
                     self._next_attempt_at = None
@@ -172,6 +224,7 @@ class Backend:
         finally:
             self.state = BackendState.STOPPED
             self._tg = None
+            self._signal_attempt_done()
             if self._http_client is not None:
                 with anyio.CancelScope(shield=True):
                     await self._http_client.aclose()
@@ -193,7 +246,7 @@ class Backend:
 
             tg.start_soon(watchdog)
             client = Client(
-                open_transport(self.config, self._http_client, self._mark_eof),
+                open_transport(self.config, self._http_client, self),
                 mode="legacy",
                 client_info=_CLIENT_INFO,
                 message_handler=self._handle_message,
@@ -233,30 +286,36 @@ class Backend:
             counts["resource_templates"],
             counts["prompts"],
         )
-        self._connected.set()
         self._ever_ready.set()
+        self._signal_attempt_done()
         self._notify_catalog()
 
     def _unpublish(self) -> None:
         self._client = None
-        self._connected = anyio.Event()
         if not self._stopping:
             self.state = BackendState.RECONNECTING
             logger.warning("backend '%s' disconnected: %s", self.name, self.last_error or "closed")
+
+    def _signal_attempt_done(self) -> None:
+        # Wake everyone waiting for the outcome of the current attempt; later waiters get a
+        # fresh event.
+        done, self._attempt_done = self._attempt_done, anyio.Event()
+        done.set()
 
     def _notify_catalog(self) -> None:
         if self._on_catalog_change is not None and self._tg is not None:
             self._tg.start_soon(self._on_catalog_change, self)
 
-    def _mark_eof(self) -> None:
-        if not self._stopping and self._client is not None and self.last_error is None:
-            self.last_error = "connection closed by the backend"
-        self._lost.set()
+    def mark_lost(self, reason: str, client: Client | None = None) -> None:
+        """Drop the current session (it is broken) so the supervisor reconnects.
 
-    def mark_lost(self, reason: str) -> None:
-        """Drop the current session (it is broken) so the supervisor reconnects."""
-        if self._client is not None:
-            self.last_error = reason
+        With ``client``, only when that is still the current session: a request that failed
+        on a session already replaced must not tear down its successor.
+        """
+        if client is not None and client is not self._client:
+            return
+        if self._client is not None and not self._lost.is_set():
+            self.last_error = reason  # the first cause noticed is the one worth reporting
         self._lost.set()
 
     async def wait_ready(self, timeout: float) -> bool:
@@ -272,6 +331,29 @@ class Backend:
         self._lost.set()
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
+
+    # ------------------------------------------------------------------ transport events
+
+    def on_eof(self) -> None:
+        """The transport's read stream ended: the connection is gone."""
+        if not self._stopping and self._client is not None and self.last_error is None:
+            self.last_error = "connection closed by the backend"
+        self._lost.set()
+
+    def on_invalid_message(self, detail: str) -> None:
+        """The backend wrote something that is not JSON-RPC; keep it for error messages."""
+        self.invalid_messages += 1
+        self.last_invalid_message = detail
+        logger.warning("backend '%s' sent invalid output: %s", self.name, detail)
+
+    def on_process_exit(self, returncode: int | None) -> None:
+        """A stdio child exited; remember how, so errors can say it."""
+        self.last_exit_code = returncode
+        if self._stopping:
+            return
+        how = _exit_description(returncode)
+        self.last_error = f"process {how}"
+        logger.warning("backend '%s': process %s", self.name, how)
 
     # ------------------------------------------------------------------ notifications
 
@@ -317,56 +399,136 @@ class Backend:
             return f"unavailable ({why}); next connection attempt in {wait:.1f}s"
         return f"unavailable ({why}); connecting now"
 
-    async def _session(self, wait: float) -> ClientSession:
+    async def _current_client(self, wait: float) -> Client:
         client = self._client
-        if client is None and wait > 0 and self._next_attempt_at is None and not self._stopping:
-            # A connection attempt is under way (e.g. re-initializing after the backend
-            # restarted): give it a moment rather than failing the call outright.
+        if client is None and wait > 0:
+            # A connection attempt may be under way (e.g. re-initializing after the backend
+            # restarted): give it a moment rather than failing the call outright, but stop
+            # waiting as soon as it fails (the backend is down: fail over now).
             with anyio.move_on_after(wait):
-                await self._connected.wait()
+                while (
+                    self._client is None
+                    and self._next_attempt_at is None
+                    and not self._stopping
+                    and self.state is not BackendState.STOPPED
+                ):
+                    await self._attempt_done.wait()
             client = self._client
         if client is None:
             raise BackendUnavailableError(self.name, self.unavailable_reason())
-        return client.session
+        return client
+
+    async def _next_client(self, old: Client, wait: float) -> Client | None:
+        """Wait (bounded) for the supervisor to publish a session other than ``old``."""
+        with anyio.move_on_after(wait):
+            while not self._stopping:
+                client = self._client
+                if client is not None and client is not old:
+                    return client
+                if self._next_attempt_at is not None:
+                    return None  # the reconnection failed: the backend is down, not restarted
+                await self._attempt_done.wait()
+        return None
 
     async def request(
         self,
         op: Callable[[ClientSession], Awaitable[T]],
         *,
         timeout: float | None = None,
+        wait_for_session: bool = True,
+        count_in_flight: bool = True,
     ) -> T:
-        """Run one request on the live session, translating failures into `BackendError`s."""
+        """Run one request on the live session, translating failures into `BackendError`s.
+
+        When the session turns out to be expired (the backend restarted), the request is run
+        once more on the new session as soon as the supervisor has opened it.
+        ``count_in_flight=False`` keeps health probes out of the load the router balances on.
+        """
         timeout = timeout or self.request_timeout
-        session = await self._session(wait=min(timeout, self.config.connect_timeout_seconds))
-        self.in_flight += 1
+        wait = min(timeout, self.config.connect_timeout_seconds)
+        client = await self._current_client(wait if wait_for_session else 0.0)
+        cap = self.config.max_in_flight
+        if count_in_flight and cap is not None and self.in_flight >= cap:
+            # Over the cap: fail at once (no queue hiding overload). A JSON-RPC error, not a
+            # BackendError, so the breaker is not charged for the router's own limit.
+            raise MCPError(
+                -32000,
+                f"backend '{self.name}' is at its concurrency cap (max_in_flight={cap}): "
+                "request rejected, retry shortly",
+            )
+        if count_in_flight:
+            self.in_flight += 1
         try:
-            return await op(session)
+            try:
+                return await self._attempt(op, client, timeout)
+            except _SessionExpiredError:
+                # Re-initializing is a connection phase: bounded like one, not by the call.
+                fresh = await self._next_client(client, self.config.connect_timeout_seconds)
+                if fresh is None:
+                    raise
+                logger.info("backend '%s': retrying on the new session", self.name)
+                return await self._attempt(op, fresh, timeout)
+        finally:
+            if count_in_flight:
+                self.in_flight -= 1
+
+    async def _attempt(
+        self, op: Callable[[ClientSession], Awaitable[T]], client: Client, timeout: float
+    ) -> T:
+        invalid_before = self.invalid_messages
+        try:
+            return await op(client.session)
         except MCPError as exc:
-            code = exc.error.code
+            error = exc.error
+            code = error.code
             if code == types.REQUEST_TIMEOUT:
-                raise BackendTimeoutError(self.name, timeout) from exc
+                raise self._timeout_error(timeout, invalid_before) from exc
+            kind = router_error_kind(error)
+            if kind == NOT_REACHED:
+                # The HTTP request never connected: the backend is down or restarting.
+                self.mark_lost(error.message, client)
+                raise BackendConnectionError(self.name, error.message, reached=False) from exc
+            if kind == INVALID_RESPONSE:
+                raise BackendConnectionError(self.name, error.message, reached=True) from exc
             if code == types.CONNECTION_CLOSED:
-                self.mark_lost("connection closed")
+                self.mark_lost("connection closed", client)
+                # Say what is known: how the stream ended and why the session was lost.
+                known = {"connection closed", "closed", ""}
+                details = [
+                    d for d in (error.message, self.last_error) if d and d.lower() not in known
+                ]
+                detail = f" ({'; '.join(dict.fromkeys(details))})" if details else ""
                 raise BackendConnectionError(
-                    self.name, "connection closed during the request", reached=True
+                    self.name, f"connection closed during the request{detail}", reached=True
                 ) from exc
-            if code == types.INVALID_REQUEST and "session terminated" in exc.error.message.lower():
-                # The backend restarted and no longer knows our session: it did not run this.
-                self.mark_lost("session expired (backend restarted)")
-                raise BackendConnectionError(
-                    self.name, "session expired (backend restarted); reconnecting", reached=False
-                ) from exc
+            if kind == SESSION_EXPIRED or (
+                code == types.INVALID_REQUEST and "session terminated" in error.message.lower()
+            ):
+                self.mark_lost("session expired (backend restarted)", client)
+                raise _SessionExpiredError(self.name) from exc
             raise  # the backend answered with a protocol error: that is its answer
+        except ValidationError as exc:
+            # A well-formed JSON-RPC response whose result does not match the protocol.
+            detail = _describe(exc).splitlines()[0]
+            raise BackendConnectionError(
+                self.name, f"the backend sent an invalid result ({detail})", reached=True
+            ) from exc
         except (
             httpx2.TransportError,
             OSError,
             anyio.BrokenResourceError,
             anyio.ClosedResourceError,
         ) as exc:
-            self.mark_lost(_describe(exc))
+            self.mark_lost(_describe(exc), client)
             raise BackendConnectionError(self.name, _describe(exc), reached=False) from exc
-        finally:
-            self.in_flight -= 1
+
+    def _timeout_error(self, timeout: float, invalid_before: int) -> BackendTimeoutError:
+        error = BackendTimeoutError(self.name, timeout)
+        if self.invalid_messages > invalid_before and self.last_invalid_message:
+            # The answer may have been mangled: say so, it is the likely cause.
+            error.reason += f"; meanwhile it sent invalid output: {self.last_invalid_message}"
+            error.args = (f"backend '{self.name}': {error.reason}",)
+        return error
 
     async def call_tool(
         self,
@@ -391,11 +553,31 @@ class Backend:
         )
 
     async def ping(self, timeout: float) -> float:
-        """Send an MCP ping; return the round-trip time in milliseconds."""
+        """Send an MCP ping on the current session; return the round-trip time in ms.
+
+        Does not wait for a session and is not counted as load; raises `BackendError`.
+        """
         start = time.perf_counter()
-        with anyio.fail_after(timeout):
-            await self.request(lambda s: s.send_ping(), timeout=timeout)
+        await self.request(
+            lambda s: s.send_request(
+                types.PingRequest(), types.EmptyResult, request_read_timeout_seconds=timeout
+            ),
+            timeout=timeout,
+            wait_for_session=False,
+            count_in_flight=False,
+        )
         return (time.perf_counter() - start) * 1000
+
+
+def _exit_description(returncode: int | None) -> str:
+    if returncode is None:
+        return "closed its stdout"
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with code {returncode}"
 
 
 def _describe(exc: BaseException) -> str:

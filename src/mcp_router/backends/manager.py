@@ -15,8 +15,9 @@ import anyio
 import mcp_types as types
 
 from mcp_router.backends.backend import Backend
-from mcp_router.config.models import RouterConfig
+from mcp_router.config.models import BackendConfig, RouterConfig
 from mcp_router.naming import NameCodec, UriCodec
+from mcp_router.shaping import ShapedTool, shape_tools
 
 logger = logging.getLogger("mcp_router.manager")
 
@@ -187,6 +188,54 @@ class BackendManager:
         if self.discovery_done.is_set():
             await self.rebuild()
 
+    # ------------------------------------------------------------------ runtime changes
+    # Used by config reload. None of these rebuild the index: the caller applies a whole diff,
+    # updates the routing engine, then calls `rebuild()` once, so clients see one change.
+
+    def _new_backend(self, bc: BackendConfig) -> Backend:
+        backend = Backend(
+            bc,
+            request_timeout=self.config.routing.request_timeout_seconds,
+            on_catalog_change=self._on_catalog_change,
+        )
+        if not self.prefixing:
+            backend.namespace = ""
+        return backend
+
+    async def launch(self, bc: BackendConfig, *, wait: float | None = None) -> Backend:
+        """Start a backend for ``bc`` (not yet routed to); wait up to ``wait`` s for discovery.
+
+        The caller then installs it with :meth:`install`. Starting first means a changed
+        backend's replacement is connected before the old one is stopped.
+        """
+        if self._tg is None:
+            raise RuntimeError("the manager is not started")
+        backend = self._new_backend(bc)
+        await self._tg.start(backend.run)
+        if wait:
+            await backend.wait_ready(wait)
+        return backend
+
+    def install(self, backend: Backend) -> Backend | None:
+        """Route to ``backend`` under its name; return the backend it replaces, if any.
+
+        The caller stops the replaced backend once the index no longer points at it.
+        """
+        old = self.backends.get(backend.name)
+        self.backends[backend.name] = backend
+        return old if old is not backend else None
+
+    def detach(self, name: str) -> Backend | None:
+        """Stop routing to backend ``name``; return it (for the caller to stop), or None."""
+        return self.backends.pop(name, None)
+
+    def reorder(self, names: Sequence[str]) -> None:
+        """Put the backends in config order (groups earlier in the file claim names first)."""
+        rank = {name: i for i, name in enumerate(names)}
+        self.backends = dict(
+            sorted(self.backends.items(), key=lambda item: rank.get(item[0], len(rank)))
+        )
+
     # ------------------------------------------------------------------ index
 
     async def rebuild(self) -> None:
@@ -219,14 +268,16 @@ def build_index(
 
     tool_codec = NameCodec(separator=separator, prefixing=prefixing)
     prompt_codec = NameCodec(separator=separator, prefixing=prefixing)
-    group_tools: dict[str, dict[str, types.Tool]] = {}
+    group_tools: dict[str, dict[str, ShapedTool]] = {}
     group_prompts: dict[str, dict[str, types.Prompt]] = {}
     for g, members in groups.items():
-        tools: dict[str, types.Tool] = {}
+        tools: dict[str, ShapedTool] = {}
         prompts: dict[str, types.Prompt] = {}
         for b in members:  # replicas: first member's definition wins, names are the union
-            for name, tool in b.catalog.tools.items():
-                tools.setdefault(name, tool)
+            # per-backend shaping (include/exclude/rename/descriptions), see mcp_router.shaping
+            shaped = shape_tools(b.config.tools, b.catalog.tools, backend=b.name)
+            for name, shaped_tool in shaped.items():
+                tools.setdefault(name, shaped_tool)
             for name, prompt in b.catalog.prompts.items():
                 prompts.setdefault(name, prompt)
         group_tools[g], group_prompts[g] = tools, prompts
@@ -238,10 +289,14 @@ def build_index(
         logger.warning("name collision: %s", collision.describe())
 
     exposed_tools: dict[str, ExposedTool] = {}
-    for exposed, g, original in tool_codec.items():
-        tool = group_tools[g][original]
+    for exposed, g, name in tool_codec.items():
+        shaped_tool = group_tools[g][name]
         exposed_tools[exposed] = ExposedTool(
-            exposed, g, namespace_of[g], original, tool.model_copy(update={"name": exposed})
+            exposed,
+            g,
+            namespace_of[g],
+            shaped_tool.original,
+            shaped_tool.tool.model_copy(update={"name": exposed}),
         )
     exposed_prompts: dict[str, ExposedPrompt] = {}
     for exposed, g, original in prompt_codec.items():

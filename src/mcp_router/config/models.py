@@ -30,12 +30,15 @@ __all__ = [
     "BackendConfig",
     "CircuitBreakerConfig",
     "HealthCheckConfig",
+    "RateLimitConfig",
     "LoadBalancing",
     "RetryConfig",
     "RouteRule",
     "RouterConfig",
     "RoutingConfig",
     "RoutingStrategy",
+    "ToolDiscovery",
+    "ToolShapingConfig",
     "Transport",
 ]
 
@@ -51,6 +54,8 @@ RoutingStrategy = Literal["path", "capability", "fallback"]
 LoadBalancing = Literal["round_robin", "least_in_flight"]
 Transport = Literal["stdio", "http", "sse"]
 """The resolved backend transport (``streamable-http`` is normalised to ``http``)."""
+ToolDiscovery = Literal["all", "search"]
+"""``all``: list every tool; ``search``: list pinned tools plus router_search_tools/call_tool."""
 
 
 def _none_to_empty_list(value: Any) -> Any:
@@ -98,6 +103,19 @@ class RetryConfig(BaseModel):
     initial_backoff_seconds: float = Field(default=0.1, ge=0)
 
 
+class RateLimitConfig(BaseModel):
+    """Per-client request rate limit on the front (token bucket); off unless a rate is set.
+
+    A client is its bearer token's identity, else its MCP session, else its IP address.
+    ``MCP_RATE_LIMIT_PER_SECOND`` / ``MCP_RATE_LIMIT_BURST`` override these values.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    requests_per_second: float | None = Field(default=None, gt=0)
+    burst: int | None = Field(default=None, ge=1)  # default: twice the rate, at least 1
+
+
 class RouteRule(BaseModel):
     """A routing rule of a backend: a glob on tool names and how matching calls are routed."""
 
@@ -141,6 +159,44 @@ class CircuitBreakerConfig(BaseModel):
     half_open_attempts: int = Field(default=3, ge=1)
 
 
+class ToolShapingConfig(BaseModel):
+    """Which tools of one backend are exposed, under which names and with which descriptions.
+
+    Every key refers to the backend's own (original) tool names. ``include`` and ``exclude`` are
+    glob patterns (``fnmatch``, case-sensitive): a tool is exposed when it matches some
+    ``include`` pattern (or ``include`` is empty) and no ``exclude`` pattern. ``rename`` maps an
+    original name to the name used instead of it before namespacing (``{ns}_{new}``);
+    ``descriptions`` replaces the description clients see. Calls still reach the backend under
+    the original name.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    include: _StrList = Field(default_factory=list)
+    exclude: _StrList = Field(default_factory=list)
+    rename: _StrMap = Field(default_factory=dict)
+    descriptions: _StrMap = Field(default_factory=dict)
+
+    @field_validator("rename")
+    @classmethod
+    def _check_rename(cls, value: dict[str, str]) -> dict[str, str]:
+        seen: dict[str, str] = {}
+        for original, new in value.items():
+            if not new.strip():
+                raise ValueError(f"rename of {original!r}: the new name must not be empty")
+            if new in seen:
+                raise ValueError(
+                    f"rename: {seen[new]!r} and {original!r} are both renamed to {new!r}"
+                )
+            seen[new] = original
+        return value
+
+    @property
+    def is_identity(self) -> bool:
+        """True when this shaping changes nothing (every tool exposed as the backend lists it)."""
+        return not (self.include or self.exclude or self.rename or self.descriptions)
+
+
 class BackendConfig(BaseModel):
     """One MCP server behind the router: a stdio command or an HTTP/SSE URL.
 
@@ -163,6 +219,9 @@ class BackendConfig(BaseModel):
     enabled: bool = True
     timeout_seconds: float | None = Field(default=None, gt=0)
     connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Concurrent requests this backend may have in flight; beyond it a call fails at once with
+    # an error naming the backend and the cap (None = no cap).
+    max_in_flight: int | None = Field(default=None, ge=1)
     routes: Annotated[list[RouteRule], BeforeValidator(_none_to_empty_list)] = Field(
         default_factory=list
     )
@@ -171,6 +230,9 @@ class BackendConfig(BaseModel):
     )
     circuit_breaker: Annotated[CircuitBreakerConfig, BeforeValidator(_none_to_empty_dict)] = Field(
         default_factory=CircuitBreakerConfig
+    )
+    tools: Annotated[ToolShapingConfig, BeforeValidator(_none_to_empty_dict)] = Field(
+        default_factory=ToolShapingConfig
     )
 
     @field_validator("namespace")
@@ -277,6 +339,11 @@ class RoutingConfig(BaseModel):
     retry: Annotated[RetryConfig, BeforeValidator(_none_to_empty_dict)] = Field(
         default_factory=RetryConfig
     )
+    rate_limit: Annotated[RateLimitConfig, BeforeValidator(_none_to_empty_dict)] = Field(
+        default_factory=RateLimitConfig
+    )
+    tool_discovery: ToolDiscovery = "all"
+    pinned_tools: _StrList = Field(default_factory=list)
 
     @field_validator("namespace_separator")
     @classmethod

@@ -85,14 +85,24 @@ def backend_detail(backend: Backend) -> dict[str, Any]:
                 "timeout_seconds": backend.config.circuit_breaker.timeout_seconds,
                 "half_open_attempts": backend.config.circuit_breaker.half_open_attempts,
             },
+            "health_check": {
+                "enabled": backend.config.health_check.enabled,
+                "interval_seconds": backend.config.health_check.interval_seconds,
+                "timeout_seconds": backend.config.health_check.timeout_seconds,
+                "endpoint": redact_url(backend.config.health_check.endpoint),
+            },
             "last_probe": None
             if probe is None
             else {
                 "ok": probe.ok,
-                "latency_ms": probe.latency_ms,
+                "latency_ms": None if probe.latency_ms is None else round(probe.latency_ms, 3),
+                "at": probe.at,
                 "seconds_ago": round(time.time() - probe.at, 3),
                 "error": redact_text(probe.error, secrets),
             },
+            "invalid_messages": backend.invalid_messages,
+            "last_invalid_message": redact_text(backend.last_invalid_message, secrets),
+            "last_exit_code": backend.last_exit_code,
             "availability": None
             if backend.state.value == "connected"
             else redact_text(backend.unavailable_reason(), secrets),
@@ -134,13 +144,17 @@ def register_management_tools(
     @server.tool(name="router_get_routing_info", annotations=_READ_ONLY)
     async def router_get_routing_info(tool_name: str) -> dict[str, Any]:
         """Explain how a call to an exposed tool name would be routed right now: the original
-        tool name, the candidate backends in the order they would be tried and why each was
-        chosen, and the backends skipped (for example because their circuit is open)."""
+        tool name, the candidate backends in the order the next call will try them and why
+        each was chosen, and the backends skipped (for example because their circuit is open).
+        Asking does not change the routing (round-robin rotation is not advanced)."""
         try:
-            entry, decision = forwarder.tool_decision(tool_name)
+            # A preview: the balancing state is read, not advanced, so this is the next call's
+            # order (unless another call or a change of load/health comes first).
+            entry, decision = forwarder.tool_decision(tool_name, preview=True)
         except UnknownComponentError as exc:
             raise ToolError(f"{exc}; call tools/list for the exposed names") from exc
         described = decision.describe()
+        last = forwarder.last_routing.get(tool_name)
         return {
             "tool_name": tool_name,
             "original_name": entry.original_name,
@@ -149,4 +163,7 @@ def register_management_tools(
             "candidates": [d for d in described if not d["skipped"]],
             "skipped": [d for d in described if d["skipped"]],
             "last_call_tried": forwarder.last_decisions.get(tool_name),
+            "last_call_candidates": None
+            if last is None
+            else [c.backend.name for c in last.candidates],
         }

@@ -1,7 +1,17 @@
-"""Prometheus metrics for routed calls and backend state (prometheus-client)."""
+"""Prometheus metrics for routed calls and backend state (prometheus-client).
+
+Counters and histograms are fed by the Forwarder's `CallRecord`s (one per routed request,
+retries and failovers included) and by a FastMCP middleware that counts calls to unknown
+tools, which never reach the Forwarder. Backend gauges are refreshed at scrape time; a backend
+removed by a config reload disappears from them.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+from fastmcp.exceptions import NotFoundError
+from fastmcp.server.middleware import Middleware, MiddlewareContext
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -9,6 +19,9 @@ from mcp_router.backends.manager import BackendManager
 from mcp_router.routing.forwarder import CallRecord
 
 _STATES = ("closed", "open", "half_open")
+# Names clients ask for that do not exist are not used as label values: a client could
+# otherwise grow the registry without bound.
+UNKNOWN_NAME = "<unknown>"
 
 
 class RouterMetrics:
@@ -16,10 +29,12 @@ class RouterMetrics:
 
     def __init__(self, manager: BackendManager) -> None:
         self._manager = manager
+        self._known_backends: set[str] = set()
         self.registry = CollectorRegistry(auto_describe=True)
         self.calls = Counter(
             "mcp_router_requests_total",
-            "Routed requests by kind, exposed name, final backend and outcome.",
+            "Routed requests by kind, exposed name, final backend and outcome "
+            "(success, tool_error, error, no_backend, unknown).",
             ["kind", "name", "backend", "outcome"],
             registry=self.registry,
         )
@@ -42,6 +57,17 @@ class RouterMetrics:
             ["name"],
             registry=self.registry,
         )
+        self.rate_limited = Counter(
+            "mcp_router_rate_limited_total",
+            "Client requests rejected by the per-client rate limit.",
+            registry=self.registry,
+        )
+        self.reloads = Counter(
+            "mcp_router_config_reloads_total",
+            "Configuration reloads by outcome (applied, unchanged, rejected, failed).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.circuit = Gauge(
             "mcp_router_backend_circuit_state",
             "1 for the backend's current circuit state, 0 for the others.",
@@ -51,6 +77,18 @@ class RouterMetrics:
         self.up = Gauge(
             "mcp_router_backend_up",
             "1 when the backend has a live session, else 0.",
+            ["backend"],
+            registry=self.registry,
+        )
+        self.healthy = Gauge(
+            "mcp_router_backend_healthy",
+            "1 when the backend is connected and its circuit admits calls, else 0.",
+            ["backend"],
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "mcp_router_backend_in_flight",
+            "Requests currently running on the backend.",
             ["backend"],
             registry=self.registry,
         )
@@ -72,12 +110,61 @@ class RouterMetrics:
         if record.failovers:
             self.failovers.labels(record.exposed).inc(record.failovers)
 
+    def observe_unknown(self, kind: str) -> None:
+        """Count a request for a name or URI the catalog does not have."""
+        self.calls.labels(kind, UNKNOWN_NAME, "none", "unknown").inc()
+
     def render(self) -> tuple[bytes, str]:
         """The exposition text, with backend gauges refreshed at scrape time."""
-        for backend in self._manager.backends.values():
+        backends = dict(self._manager.backends)
+        for gone in self._known_backends - backends.keys():
+            for s in _STATES:
+                self.circuit.remove(gone, s)
+            for gauge in (self.up, self.healthy, self.in_flight, self.tools):
+                gauge.remove(gone)
+        self._known_backends = set(backends)
+        for backend in backends.values():
             state = backend.breaker.state.value
             for s in _STATES:
                 self.circuit.labels(backend.name, s).set(1 if s == state else 0)
-            self.up.labels(backend.name).set(1 if backend.state.value == "connected" else 0)
+            connected = backend.state.value == "connected"
+            self.up.labels(backend.name).set(1 if connected else 0)
+            self.healthy.labels(backend.name).set(1 if backend.healthy else 0)
+            self.in_flight.labels(backend.name).set(backend.in_flight)
             self.tools.labels(backend.name).set(len(backend.catalog.tools))
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class UnknownNameMetrics(Middleware):
+    """Counts calls to tools and reads of resources the router does not know.
+
+    FastMCP answers those itself (the Forwarder never sees them), so without this they would
+    be missing from ``mcp_router_requests_total``.
+    """
+
+    def __init__(self, metrics: RouterMetrics) -> None:
+        self.metrics = metrics
+
+    async def on_call_tool(self, context: MiddlewareContext[Any], call_next: Any) -> Any:
+        """Count a tools/call whose name is not in the catalog."""
+        try:
+            return await call_next(context)
+        except NotFoundError:
+            self.metrics.observe_unknown("tool")
+            raise
+
+    async def on_read_resource(self, context: MiddlewareContext[Any], call_next: Any) -> Any:
+        """Count a resources/read whose URI no backend serves."""
+        try:
+            return await call_next(context)
+        except NotFoundError:
+            self.metrics.observe_unknown("resource")
+            raise
+
+    async def on_get_prompt(self, context: MiddlewareContext[Any], call_next: Any) -> Any:
+        """Count a prompts/get whose name is not in the catalog."""
+        try:
+            return await call_next(context)
+        except NotFoundError:
+            self.metrics.observe_unknown("prompt")
+            raise

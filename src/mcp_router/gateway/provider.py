@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from fastmcp.prompts.base import Prompt
 from fastmcp.resources.base import Resource
@@ -24,7 +24,12 @@ from mcp_router.routing.forwarder import Forwarder
 class _Components:
     """FastMCP components for one index snapshot, built once per snapshot."""
 
-    def __init__(self, index: AggregatedIndex, forwarder: Forwarder) -> None:
+    def __init__(
+        self,
+        index: AggregatedIndex,
+        forwarder: Forwarder,
+        listed: Callable[[str], bool] | None = None,
+    ) -> None:
         self.index = index
         self.tools = {
             name: ForwardingTool.create(forwarder, entry.tool)
@@ -42,24 +47,36 @@ class _Components:
             ForwardingTemplate.create(forwarder, entry.template)
             for entry in index.templates.values()
         ]
-        self.tool_list = list(self.tools.values())
+        # tool-discovery mode lists only pinned tools; every tool stays callable by name
+        self.tool_list = [t for n, t in self.tools.items() if listed is None or listed(n)]
         self.prompt_list = list(self.prompts.values())
         self.resource_list = list(self.resources.values())
 
 
 class RouterProvider(Provider):
-    """Serves the tools, resources, templates and prompts of every backend, namespaced."""
+    """Serves the tools, resources, templates and prompts of every backend, namespaced.
 
-    def __init__(self, manager: BackendManager, forwarder: Forwarder) -> None:
+    ``listed`` (tool-discovery mode) restricts which tools appear in tools/list; tools left out
+    are still served by name.
+    """
+
+    def __init__(
+        self,
+        manager: BackendManager,
+        forwarder: Forwarder,
+        *,
+        listed: Callable[[str], bool] | None = None,
+    ) -> None:
         super().__init__()
         self._manager = manager
         self._forwarder = forwarder
-        self._cache = _Components(manager.index, forwarder)
+        self._listed = listed
+        self._cache = _Components(manager.index, forwarder, listed)
 
     def _current(self) -> _Components:
         index = self._manager.index
         if self._cache.index is not index:
-            self._cache = _Components(index, self._forwarder)
+            self._cache = _Components(index, self._forwarder, self._listed)
         return self._cache
 
     async def _list_tools(self) -> Sequence[Tool]:

@@ -16,12 +16,22 @@ from fastmcp.server.middleware import Middleware, MiddlewareContext
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from mcp_router import __version__
+from mcp_router import __version__, telemetry
 from mcp_router.backends.manager import AggregatedIndex, BackendManager
 from mcp_router.config.models import RouterConfig
+from mcp_router.gateway.auth import ClientRateLimiter, FrontAuth
+from mcp_router.gateway.discovery import (
+    DISCOVERY_INSTRUCTIONS,
+    pinned_matcher,
+    register_discovery_tools,
+)
 from mcp_router.gateway.management import register_management_tools
-from mcp_router.gateway.metrics import RouterMetrics
+from mcp_router.gateway.metrics import RouterMetrics, UnknownNameMetrics
+from mcp_router.gateway.middleware import RoutingMiddleware
 from mcp_router.gateway.provider import RouterProvider
+from mcp_router.gateway.status import register_status_routes
+from mcp_router.logs import call_logger, config_secrets, set_secrets
+from mcp_router.reload import ConfigReloader
 from mcp_router.resilience.retry import RetryPolicy
 from mcp_router.routing.engine import RoutingEngine
 from mcp_router.routing.forwarder import Forwarder
@@ -83,6 +93,10 @@ class Router:
     server: FastMCP
     sessions: SessionRegistry
     metrics: RouterMetrics
+    front_auth: FrontAuth | None = None
+    limiter: ClientRateLimiter | None = None
+    reloader: ConfigReloader | None = None
+    secret_extras: list[str] = field(default_factory=list)  # scrubbed from logs besides config's
     ready: anyio.Event = field(default_factory=anyio.Event)
     _task: asyncio.Task[None] | None = None
     _stop: anyio.Event = field(default_factory=anyio.Event)
@@ -107,7 +121,24 @@ class Router:
             async with anyio.create_task_group() as tg:
                 await self.manager.start(tg)
                 self.ready.set()
+                # Config hot reload (file polling + SIGHUP) lives as long as the backends.
+                self.reloader = ConfigReloader(self)
+                reload_scope = anyio.CancelScope()
+
+                async def watch_config(reloader: ConfigReloader = self.reloader) -> None:
+                    with reload_scope:
+                        await reloader.run()
+
+                tg.start_soon(watch_config)
+                # Active health probes (ping + optional GET) follow manager.backends as it
+                # changes; they stop before the backends so no probe races a closing session.
+                from mcp_router.resilience.health import HealthChecker
+
+                health = HealthChecker(lambda: self.manager.backends.values())
+                tg.start_soon(health.run)
                 await self._stop.wait()
+                reload_scope.cancel()
+                health.stop()
                 await self.manager.stop()
         finally:
             self.ready.set()  # never leave a starter waiting, even if start-up failed
@@ -142,6 +173,9 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
     sessions = SessionRegistry()
     metrics = RouterMetrics(manager)
     forwarder.observers.append(metrics.observe)
+    forwarder.observers.append(call_logger(settings.log_format))
+    if telemetry.setup_tracing(settings):
+        forwarder.observers.append(telemetry.record_span)
 
     @asynccontextmanager
     async def lifespan(_server: FastMCP) -> AsyncIterator[dict[str, Any]]:
@@ -151,30 +185,33 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
         finally:
             await router.stop()
 
-    auth = None
-    if settings.auth_token_list:
-        from fastmcp.server.auth.providers.jwt import StaticTokenVerifier
-
-        auth = StaticTokenVerifier(
-            tokens={
-                t: {"client_id": f"token-{i}", "scopes": []}
-                for i, t in enumerate(settings.auth_token_list)
-            }
-        )
+    front_auth = FrontAuth(settings)
+    secret_extras = list(settings.auth_token_list)
+    if settings.jwt_public_key and settings.jwt_algorithm.startswith("HS"):
+        secret_extras.append(settings.jwt_public_key)  # may be the shared secret itself
+    set_secrets(config_secrets(config, secret_extras))
+    limiter = ClientRateLimiter(on_reject=metrics.rate_limited.inc)
+    limiter.configure_from(settings, config)
+    search_mode = routing.tool_discovery == "search"
+    listed = pinned_matcher(routing.pinned_tools) if search_mode else None
     server = FastMCP(
         name="mcp-router",
-        auth=auth,
-        instructions=INSTRUCTIONS,
+        auth=front_auth.provider,
+        instructions=INSTRUCTIONS + (DISCOVERY_INSTRUCTIONS if search_mode else ""),
         version=__version__,
-        providers=[RouterProvider(manager, forwarder)],
-        middleware=[sessions],
+        providers=[RouterProvider(manager, forwarder, listed=listed)],
+        middleware=[sessions, limiter, UnknownNameMetrics(metrics), RoutingMiddleware(forwarder)],
         lifespan=lifespan,
         dereference_schemas=False,  # pass backend schemas through verbatim ($ref, $defs)
         on_duplicate="warn",
     )
     router = Router(config, settings, manager, engine, forwarder, server, sessions, metrics)
+    router.front_auth, router.limiter, router.secret_extras = front_auth, limiter, secret_extras
     register_management_tools(server, manager, forwarder)
+    if search_mode:
+        register_discovery_tools(server, manager, forwarder)
     _register_http_routes(router)
+    register_status_routes(router)
 
     async def on_index_change(_index: AggregatedIndex, kinds: set[str]) -> None:
         if kinds:

@@ -219,9 +219,14 @@ class RoutingEngine:
         self._counters = {}
 
     def candidates(
-        self, exposed_name: str, original_name: str, group: str | None
+        self, exposed_name: str, original_name: str, group: str | None, *, peek: bool = False
     ) -> RoutingDecision:
-        """Return the routing decision for one call (see the class docstring for the rules)."""
+        """Return the routing decision for one call (see the class docstring for the rules).
+
+        ``peek=True`` returns the same decision without advancing the rotation counter, so a
+        preview (``router_get_routing_info``) shows exactly the order the next call will get
+        and does not change it.
+        """
         ordered: list[Candidate] = []
         matched_fallbacks: list[_CompiledRule] | None = None
         check_original = original_name != exposed_name
@@ -243,7 +248,7 @@ class RoutingEngine:
                     ordered.append(Candidate(backend, _CAPABILITY_REASON))
 
         if len(ordered) > 1:
-            self._order(ordered, exposed_name)
+            self._order(ordered, exposed_name, peek)
 
         if matched_fallbacks is not None:
             for rule in matched_fallbacks:
@@ -262,7 +267,7 @@ class RoutingEngine:
                 )
         return decision
 
-    def _order(self, primaries: list[Candidate], exposed_name: str) -> None:
+    def _order(self, primaries: list[Candidate], exposed_name: str, peek: bool = False) -> None:
         """Sort by priority (and load), then rotate each run of tied backends in place."""
         least_loaded = self.load_balancing == "least_in_flight"
         if least_loaded:
@@ -286,7 +291,11 @@ class RoutingEngine:
             size = end - start
             if size > 1:
                 if rotation is None:
-                    rotation = self._next_rotation(exposed_name)
+                    rotation = (
+                        self._counters.get(exposed_name, 0)
+                        if peek
+                        else self._next_rotation(exposed_name)
+                    )
                 shift = rotation % size
                 if shift:
                     primaries[start:end] = (

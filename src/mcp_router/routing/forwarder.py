@@ -8,8 +8,14 @@ Rules (DESIGN.md "Routing semantics"):
 - a call is retried on the same backend only when it surely did not reach the backend, or the
   tool is annotated idempotent / read-only (resource reads and prompt gets are read-only);
 - a backend's own answer (a result with ``isError``, or a JSON-RPC error) is the answer: it
-  is never retried nor failed over, and it counts as a success for the breaker.
+  is never retried nor failed over, and it counts as a success for the breaker;
+- a timeout is never retried on the same backend (it already cost a full timeout, and the
+  backend is likely stuck); a backend with no session is not retried either (its supervisor
+  is reconnecting; the next candidate is the better bet).
 One routed call takes at most one breaker permit per backend, so it counts once.
+
+Errors name every backend involved and why it did not answer: a circuit open until when and
+after what, a timeout after how long, a connection that failed, or that no backend serves it.
 """
 
 from __future__ import annotations
@@ -22,9 +28,14 @@ from typing import Any, TypeVar
 
 import mcp_types as types
 from mcp.shared.dispatcher import ProgressFnT
+from mcp.shared.exceptions import MCPError
 
 from mcp_router.backends.backend import Backend
-from mcp_router.backends.errors import BackendError, BackendTimeoutError
+from mcp_router.backends.errors import (
+    BackendError,
+    BackendTimeoutError,
+    BackendUnavailableError,
+)
 from mcp_router.backends.manager import BackendManager, ExposedTool
 from mcp_router.resilience.retry import RetryPolicy
 from mcp_router.routing.engine import Candidate, RoutingDecision, RoutingEngine
@@ -54,6 +65,7 @@ class CallRecord:
     failovers: int = 0
     duration_ms: float = 0.0
     errors: list[str] = field(default_factory=list)
+    decision: RoutingDecision | None = None  # the candidates in the order they were planned
 
 
 CallObserver = Callable[[CallRecord], None]
@@ -68,16 +80,24 @@ class Forwarder:
         self.retry = retry
         self.observers: list[CallObserver] = []
         self.last_decisions: dict[str, list[str]] = {}  # exposed name -> backends tried, in order
+        # exposed name -> the decision its last call was routed by (kept by reference: O(1))
+        self.last_routing: dict[str, RoutingDecision] = {}
 
     # ------------------------------------------------------------------ decisions
 
-    def tool_decision(self, exposed: str) -> tuple[ExposedTool, RoutingDecision]:
-        """The routing decision for an exposed tool name (what `router_get_routing_info` shows)."""
+    def tool_decision(
+        self, exposed: str, *, preview: bool = False
+    ) -> tuple[ExposedTool, RoutingDecision]:
+        """The routing decision for an exposed tool name.
+
+        ``preview=True`` (what `router_get_routing_info` uses) leaves the balancing state
+        untouched, so the preview is exactly the order the next call will use.
+        """
         entry = self.manager.index.tools.get(exposed)
         if entry is None:
             raise UnknownComponentError(f"unknown tool '{exposed}'")
         group = entry.namespace if entry.namespace else ""
-        return entry, self.engine.candidates(exposed, entry.original_name, group)
+        return entry, self.engine.candidates(exposed, entry.original_name, group, peek=preview)
 
     def group_decision(
         self,
@@ -178,7 +198,8 @@ class Forwarder:
         *,
         safe_to_retry: bool,
     ) -> T:
-        record = CallRecord(kind, exposed)
+        record = CallRecord(kind, exposed, decision=decision)
+        self.last_routing[exposed] = decision
         start = time.perf_counter()
         try:
             return await self._try_candidates(record, decision, op, safe_to_retry)
@@ -200,7 +221,9 @@ class Forwarder:
             raise RoutingError(_no_backend_message(record, decision))
 
         def retry_if(exc: BaseException) -> bool:
-            if not isinstance(exc, BackendError) or isinstance(exc, BackendTimeoutError):
+            if not isinstance(exc, BackendError) or isinstance(
+                exc, BackendTimeoutError | BackendUnavailableError
+            ):
                 return False
             return not exc.reached or safe_to_retry
 
@@ -208,7 +231,7 @@ class Forwarder:
             backend: Backend = candidate.backend  # type: ignore[assignment]
             permit = backend.breaker.acquire()
             if permit is None:
-                record.errors.append(f"backend '{backend.name}': {backend.breaker.open_error()}")
+                record.errors.append(str(backend.breaker.open_error()))
                 continue
             if position > 0 and tried:
                 record.failovers += 1
@@ -246,8 +269,13 @@ class Forwarder:
                         "not marked idempotent or read-only)"
                     ) from exc
                 continue
+            except MCPError:
+                permit.success()  # the backend answered (with a JSON-RPC error): it is alive
+                record.outcome = "protocol_error"
+                self.last_decisions[record.exposed] = tried
+                raise
             except BaseException:
-                permit.release()  # cancelled, or the backend answered with a protocol error
+                permit.release()  # cancelled: no outcome to record
                 self.last_decisions[record.exposed] = tried
                 raise
             permit.success()
@@ -264,10 +292,15 @@ class Forwarder:
 def _no_backend_message(record: CallRecord, decision: RoutingDecision) -> str:
     parts: list[str] = list(record.errors)
     for skipped in decision.skipped:
-        parts.append(f"backend '{skipped.backend.name}': {skipped.reason}")
+        breaker = getattr(skipped.backend, "breaker", None)
+        if breaker is not None and not breaker.allow():
+            # The breaker's own account: open since how many failures, until when, last error.
+            parts.append(str(breaker.open_error()))
+        else:
+            parts.append(f"backend '{skipped.backend.name}': {skipped.reason}")
     if not parts:
         return f"no backend serves {record.kind} '{record.exposed}'"
-    return f"no healthy backend for {record.kind} '{record.exposed}': " + "; ".join(parts)
+    return f"no healthy backend for {record.kind} '{record.exposed}': " + " | ".join(parts)
 
 
 def backends_of(decision: RoutingDecision) -> Sequence[str]:

@@ -1,0 +1,1 @@
+"""Benchmark suite for mcp-router: ``uv run python -m bench [--quick]`` (see bench/README.md)."""

@@ -1,0 +1,296 @@
+"""Hot reload of the configuration file: on change (polled) and on SIGHUP.
+
+A reload loads the file exactly as start-up does (``${VAR}`` expansion, validation, ``MCP_*``
+overrides). An invalid file is rejected with one log line that says why, and the running
+configuration keeps serving. A valid one is applied as a diff:
+
+- backends added are started, removed ones stopped, changed ones (any key differs) restarted;
+  the others keep their sessions, breakers and in-flight calls;
+- a new or changed backend is started (and given up to its ``connect_timeout_seconds`` to
+  connect) before the index switches to it, so a changed backend's tools do not blink out;
+- routing settings are applied in place (strategy, balancing, retry, timeouts, names, rate
+  limit); ``tool_discovery`` / ``pinned_tools`` need a restart;
+- the index is rebuilt once, and connected clients get ``notifications/*/list_changed``.
+
+Process settings (``MCP_*`` environment) are not reloaded, except that the bearer-token file
+(``MCP_AUTH_TOKEN_FILE``) is re-read when it changes, for token rotation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+
+from mcp_router.config import ConfigError, load_effective_config
+from mcp_router.config.models import DEFAULT_SOURCE, BackendConfig, RouterConfig
+from mcp_router.logs import config_secrets, set_secrets
+from mcp_router.resilience.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from mcp_router.backends.backend import Backend
+    from mcp_router.gateway.server import Router
+
+logger = logging.getLogger("mcp_router.reload")
+
+__all__ = ["ConfigDiff", "ConfigReloader", "diff_configs", "retry_policy"]
+
+
+@dataclass
+class ConfigDiff:
+    """What differs between the running configuration and a newly loaded one."""
+
+    added: list[BackendConfig] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[BackendConfig] = field(default_factory=list)
+    routing_changed: bool = False
+    order_changed: bool = False
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to apply."""
+        return not (
+            self.added or self.removed or self.changed or self.routing_changed or self.order_changed
+        )
+
+    def describe(self) -> str:
+        """One-line summary for the log."""
+        parts = []
+        if self.added:
+            parts.append("added " + ", ".join(b.name for b in self.added))
+        if self.removed:
+            parts.append("removed " + ", ".join(self.removed))
+        if self.changed:
+            parts.append("restarted " + ", ".join(b.name for b in self.changed))
+        if self.routing_changed:
+            parts.append("routing settings updated")
+        if self.order_changed and not parts:
+            parts.append("backend order updated")
+        return "; ".join(parts) or "no change"
+
+
+def _enabled(config: RouterConfig) -> dict[str, BackendConfig]:
+    return {b.name: b for b in config.backends if b.enabled}
+
+
+def diff_configs(old: RouterConfig, new: RouterConfig) -> ConfigDiff:
+    """Compare two configurations backend by backend (disabled backends count as absent)."""
+    before, after = _enabled(old), _enabled(new)
+    diff = ConfigDiff()
+    for name, bc in after.items():
+        if name not in before:
+            diff.added.append(bc)
+        elif bc.model_dump() != before[name].model_dump():
+            diff.changed.append(bc)
+    diff.removed = [name for name in before if name not in after]
+    diff.routing_changed = old.routing.model_dump() != new.routing.model_dump()
+    kept = [n for n in before if n in after]
+    diff.order_changed = kept != [n for n in after if n in before]
+    return diff
+
+
+def retry_policy(config: RouterConfig) -> RetryPolicy:
+    """The Forwarder's retry policy for ``config`` (raises ValueError when it cannot be built)."""
+    retry = config.routing.retry
+    return RetryPolicy(
+        max_attempts=retry.max_attempts,
+        initial_backoff=retry.initial_backoff_seconds,
+        multiplier=retry.backoff_multiplier,
+        max_backoff=retry.max_backoff_seconds,
+    )
+
+
+def _file_state(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
+def _file_hash(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+class ConfigReloader:
+    """Watches the router's config file (and token file) and applies changes to the router."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        settings = router.settings
+        source = router.config.source
+        self.path: Path | None = None if source == DEFAULT_SOURCE else Path(source)
+        self.poll_interval = settings.config_poll_interval
+        self.watch = settings.watch_config
+        self._lock = anyio.Lock()
+        self._state = _file_state(self.path) if self.path else None
+        self._hash = _file_hash(self.path) if self.path else None
+        self._missing_logged = False
+
+    # ------------------------------------------------------------------ triggers
+
+    async def run(self) -> None:
+        """Poll for changes and listen for SIGHUP until cancelled."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._sighup_loop)
+            if self.watch:
+                if self.path is not None:
+                    logger.info(
+                        "watching %s for changes (every %gs; SIGHUP reloads too)",
+                        self.path,
+                        self.poll_interval,
+                    )
+                await self._poll_loop()
+
+    async def _sighup_loop(self) -> None:
+        with contextlib.ExitStack() as stack:
+            try:
+                signals = stack.enter_context(anyio.open_signal_receiver(signal.SIGHUP))
+            except (NotImplementedError, RuntimeError, ValueError, AttributeError) as exc:
+                # Not the main thread, or no SIGHUP on this platform: polling still works.
+                logger.debug("SIGHUP reload unavailable: %s", exc)
+                return
+            async for _ in signals:
+                logger.info("SIGHUP received: reloading")
+                self._reload_token_file()
+                await self.reload("SIGHUP", force=True)
+
+    async def _poll_loop(self) -> None:
+        while True:
+            await anyio.sleep(self.poll_interval)
+            self._reload_token_file()
+            if self.path is None:
+                continue
+            state = _file_state(self.path)
+            if state is None:
+                if not self._missing_logged:
+                    logger.warning(
+                        "config file %s is missing: still serving the current config", self.path
+                    )
+                    self._missing_logged = True
+                continue
+            self._missing_logged = False
+            if state == self._state:
+                continue
+            self._state = state
+            if _file_hash(self.path) == self._hash:
+                continue  # touched, same content
+            await self.reload("file changed")
+
+    def _reload_token_file(self) -> None:
+        auth = self.router.front_auth
+        if auth is not None:
+            auth.reload_token_file()
+
+    # ------------------------------------------------------------------ reload
+
+    async def reload(self, reason: str, *, force: bool = False) -> str:
+        """Load the file and apply it; returns ``applied``, ``unchanged`` or ``rejected``."""
+        async with self._lock:
+            try:
+                outcome = await self._reload(reason, force)
+            except Exception:
+                # Never let a reload take the backends' task group (and the router) down.
+                logger.exception("config reload (%s) failed while being applied", reason)
+                outcome = "failed"
+        self.router.metrics.reloads.labels(outcome).inc()
+        return outcome
+
+    async def _reload(self, reason: str, force: bool) -> str:
+        router = self.router
+        if self.path is None:
+            if force:
+                logger.info("no config file to reload (running the built-in default config)")
+            return "unchanged"
+        self._hash = _file_hash(self.path)
+        self._state = _file_state(self.path)
+        try:
+            new = load_effective_config(router.settings, explicit_path=self.path)
+            retry = retry_policy(new)
+        except ConfigError as exc:
+            logger.error(
+                "config reload (%s) rejected, still serving the previous config:\n%s", reason, exc
+            )
+            return "rejected"
+        except (ValueError, OSError) as exc:
+            logger.error(
+                "config reload (%s) rejected, still serving the previous config: %s: %s",
+                reason,
+                self.path,
+                exc,
+            )
+            return "rejected"
+        diff = diff_configs(router.config, new)
+        if diff.empty:
+            logger.info("config reload (%s): %s unchanged", reason, self.path)
+            return "unchanged"
+        await self._apply(new, diff, retry)
+        logger.info("config reloaded (%s) from %s: %s", reason, self.path, diff.describe())
+        return "applied"
+
+    async def _apply(self, new: RouterConfig, diff: ConfigDiff, retry: RetryPolicy) -> None:
+        router, manager = self.router, self.router.manager
+        old_routing, routing = router.config.routing, new.routing
+        # Secrets of the new config are scrubbed from logs before anything logs about it.
+        set_secrets(config_secrets(new, router.secret_extras))
+
+        # Start new and changed backends first (concurrently), so replacements are connected
+        # before the index switches to them.
+        launched: list[Backend] = []
+
+        async def launch(bc: BackendConfig) -> None:
+            launched.append(await manager.launch(bc, wait=bc.connect_timeout_seconds))
+
+        manager.config = new
+        async with anyio.create_task_group() as tg:
+            for bc in [*diff.added, *diff.changed]:
+                tg.start_soon(launch, bc)
+
+        # From here to the rebuild nothing awaits: calls see the old set or the new, whole.
+        retired: list[Backend] = []
+        for name in diff.removed:
+            old = manager.detach(name)
+            if old is not None:
+                retired.append(old)
+        for backend in launched:
+            old = manager.install(backend)
+            if old is not None:
+                retired.append(old)
+        manager.reorder([b.name for b in new.backends])
+        if routing.model_dump() != old_routing.model_dump():
+            self._apply_routing(new, retry)
+        router.engine.update_backends(list(manager.backends.values()))
+        router.config = new
+        await manager.rebuild()
+        for backend in retired:
+            await backend.stop()
+
+    def _apply_routing(self, new: RouterConfig, retry: RetryPolicy) -> None:
+        router, manager = self.router, self.router.manager
+        routing = new.routing
+        router.forwarder.retry = retry
+        router.engine.default_strategy = routing.default_strategy
+        router.engine.load_balancing = routing.load_balancing
+        manager.separator = routing.namespace_separator
+        manager.prefixing = routing.enable_namespace_prefixing
+        for backend in manager.backends.values():
+            backend.namespace = backend.config.effective_namespace if manager.prefixing else ""
+            backend.request_timeout = (
+                backend.config.timeout_seconds or routing.request_timeout_seconds
+            )
+        if router.limiter is not None:
+            router.limiter.configure_from(router.settings, new)
+        old = router.config.routing
+        if (old.tool_discovery, old.pinned_tools) != (routing.tool_discovery, routing.pinned_tools):
+            logger.warning(
+                "routing.tool_discovery / pinned_tools changed: takes effect after a restart"
+            )

@@ -1,0 +1,100 @@
+"""OpenTelemetry tracing: one span per routed call, exported over OTLP when asked for.
+
+Spans go through ``opentelemetry-api`` (installed with FastMCP), which is a no-op until a
+tracer provider is set. :func:`setup_tracing` sets one only when ``MCP_OTLP_ENDPOINT`` or
+``OTEL_EXPORTER_OTLP_ENDPOINT`` is set *and* ``opentelemetry-sdk`` and
+``opentelemetry-exporter-otlp-proto-http`` are installed (they are not dependencies of the
+router: ``pip install opentelemetry-sdk opentelemetry-exporter-otlp-proto-http``). FastMCP's own
+request spans then get exported too, and each routed call's span is their child.
+
+The routed-call span is recorded from the Forwarder's `CallRecord` once the call has finished,
+with the call's real start and end times.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import TYPE_CHECKING
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from mcp_router.logs import redact
+
+if TYPE_CHECKING:
+    from mcp_router.routing.forwarder import CallRecord
+    from mcp_router.settings import RouterSettings
+
+logger = logging.getLogger("mcp_router.telemetry")
+
+INSTRUMENTATION_NAME = "mcp_router"
+_FAILED = frozenset({"error", "no_backend"})
+
+
+def otlp_endpoint(settings: RouterSettings) -> str | None:
+    """The configured OTLP endpoint (``MCP_OTLP_ENDPOINT`` wins), or None: tracing off."""
+    return settings.otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None
+
+
+def setup_tracing(settings: RouterSettings) -> bool:
+    """Install an OTLP/HTTP exporting tracer provider if an endpoint is configured.
+
+    Returns True when spans will be exported. Without the optional packages it logs how to
+    get them and returns False; the router runs the same either way.
+    """
+    endpoint = otlp_endpoint(settings)
+    if endpoint is None:
+        return False
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ImportError:
+        logger.warning(
+            "OTLP endpoint %s is set but tracing is off: install opentelemetry-sdk and "
+            "opentelemetry-exporter-otlp-proto-http to export spans",
+            endpoint,
+        )
+        return False
+    # Like the standard variable, the endpoint is a base URL; traces go to /v1/traces.
+    traces_url = endpoint.rstrip("/")
+    if not traces_url.endswith("/v1/traces"):
+        traces_url += "/v1/traces"
+    service = os.environ.get("OTEL_SERVICE_NAME") or "mcp-router"
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=traces_url)))
+    trace.set_tracer_provider(provider)
+    logger.info("tracing: exporting spans to %s as service %r", traces_url, service)
+    return True
+
+
+def record_span(record: CallRecord) -> None:
+    """A Forwarder observer: one ``mcp_router.route`` span for a finished routed call.
+
+    It runs in the call's own context, so the span's parent is the request span FastMCP
+    opened (when tracing is on); when it is off, the API's no-op tracer makes this nearly free.
+    """
+    tracer = trace.get_tracer(INSTRUMENTATION_NAME)
+    end = time.time_ns()
+    start = end - int(record.duration_ms * 1_000_000)
+    span = tracer.start_span(
+        f"route {record.kind} {record.exposed}",
+        kind=SpanKind.INTERNAL,
+        start_time=start,
+        attributes={
+            "mcp_router.kind": record.kind,
+            "mcp_router.name": record.exposed,
+            "mcp_router.backend": record.backend or "",
+            "mcp_router.outcome": record.outcome,
+            "mcp_router.attempts": record.attempts,
+            "mcp_router.failovers": record.failovers,
+        },
+    )
+    if record.outcome in _FAILED:
+        # Error texts may quote a backend URL: exported spans are scrubbed like log lines.
+        message = redact(record.errors[-1]) if record.errors else None
+        span.set_status(Status(StatusCode.ERROR, message))
+    span.end(end_time=end)

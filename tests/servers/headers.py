@@ -1,0 +1,64 @@
+"""A FastMCP test backend that reports the HTTP headers its requests arrive with.
+
+``python tests/servers/headers.py --transport http|sse --port N [--name NAME]``
+
+Tools: ``request_headers`` (every header of the HTTP request carrying the call, lower-cased),
+``whoami`` (``--name``), ``hold`` (sleeps, to keep calls in flight) and ``ping_text``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from fastmcp import FastMCP
+from fastmcp.server.dependencies import get_http_headers
+
+
+def create_server(name: str) -> FastMCP:
+    """The test server; ``name`` is what ``whoami`` answers."""
+    mcp = FastMCP(name="headers", version="1.0.0")
+
+    @mcp.tool
+    def request_headers() -> dict[str, str]:
+        """Every header of the HTTP request that carried this call (nothing filtered)."""
+        return get_http_headers(include_all=True)
+
+    @mcp.tool
+    def whoami() -> str:
+        """The name this instance was started with (--name)."""
+        return name
+
+    @mcp.tool
+    async def hold(seconds: float = 0.5) -> str:
+        """Sleep, then answer: keeps a call in flight."""
+        await asyncio.sleep(seconds)
+        return f"held {seconds}s"
+
+    @mcp.tool
+    def ping_text(text: str = "pong") -> str:
+        """Echo the text."""
+        return text
+
+    return mcp
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--transport", choices=["stdio", "http", "sse"], default="http")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--name", default="headers")
+    args = parser.parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+    server = create_server(args.name)
+    if args.transport == "stdio":
+        server.run("stdio", show_banner=False)
+    else:
+        path = "/mcp" if args.transport == "http" else "/sse"
+        server.run(args.transport, show_banner=False, host="127.0.0.1", port=args.port, path=path)
+
+
+if __name__ == "__main__":
+    main()
