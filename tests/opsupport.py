@@ -64,10 +64,10 @@ def scrape(
 
 
 def sample(
-    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], metric: str, /, **labels: str
 ) -> float | None:
     """One sample's value, or None when absent."""
-    return samples.get((name, tuple(sorted(labels.items()))))
+    return samples.get((metric, tuple(sorted(labels.items()))))
 
 
 class RouterProcess:

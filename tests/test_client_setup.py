@@ -24,6 +24,7 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
+from mcp_router.config import load_config
 from support import ROOT, child_env, fastmcp_server, free_port, http_client, spawn, write_config
 
 pytestmark = [
@@ -178,3 +179,12 @@ def test_import_command(config: Path, tmp_path: Path) -> None:
     result = _run(argv, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "name: basic" in out.read_text()
+
+
+def test_yaml_snippets_are_valid_configs(tmp_path: Path) -> None:
+    blocks = _blocks("yaml")
+    assert len(blocks) >= 2
+    for i, block in enumerate(blocks):
+        path = tmp_path / f"snippet{i}.yaml"
+        path.write_text(block)
+        load_config(path)

@@ -21,7 +21,8 @@ from mcp.client.sse import sse_client
 from support import PYTHON, fastmcp_server, http_client, router_stdio_client
 from support import write_config as write_backends
 
-pytestmark = pytest.mark.timeout(30)
+# the test itself is bounded; shared processes are bounded by their own start/stop timeouts
+pytestmark = pytest.mark.timeout(30, func_only=True)
 
 MANAGEMENT = {"router_list_backends", "router_get_backend_health", "router_get_routing_info"}
 ERA_VERSIONS = {"legacy": "2025-11-25", "2026-07-28": "2026-07-28"}

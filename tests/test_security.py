@@ -420,14 +420,18 @@ def _is_notification(body: bytes) -> bool:
         message = json.loads(body)
     except ValueError:
         return False
-    return isinstance(message, dict) and "method" in message and "id" not in message
+    if not isinstance(message, dict) or "method" not in message:
+        return False
+    request_id = message.get("id")
+    return isinstance(request_id, bool) or not isinstance(request_id, str | int)
 
 
 def _is_error_response(body: bytes, response: httpx2.Response) -> bool:
     """4xx, or a JSON-RPC error for every message; a notification may only be accepted (202).
 
     JSON-RPC never answers a notification, not even with an error, and MCP ignores unknown
-    ones: 202 with no body is the right answer to a well-framed notification.
+    ones: 202 with no body is the right answer to one. The SDK also takes a message whose
+    ``id`` is not a string or number (``false``, ``{}``) for a notification and ignores it.
     """
     if 400 <= response.status_code < 500:
         return True
@@ -509,7 +513,8 @@ def test_host_origin_body_limit_and_fuzzed_bodies(headers_url: str, tmp_path: Pa
                 headers["MCP-Protocol-Version"] = version
             response = http.post(router.url, content=body, headers=headers)
             seen.append(response.status_code)
-            assert _is_error_response(body, response), (body, response.status_code, response.text[:300])
+            why = (body, response.status_code, response.text[:300])
+            assert _is_error_response(body, response), why
             assert router.proc.poll() is None
 
         try:

@@ -342,7 +342,7 @@ def add_prompts(mcp: FastMCP) -> None:
         return f"Prompt with arguments: arg1='{arg1}', arg2='{arg2}'"
 
     @mcp.prompt(description="A prompt that embeds a resource.")
-    def test_prompt_with_embedded_resource(resourceUri: str) -> list[Message]:  # noqa: N803
+    def test_prompt_with_embedded_resource(resourceUri: str) -> list[Message]:
         return [
             Message(
                 mcp_types.EmbeddedResource(

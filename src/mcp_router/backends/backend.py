@@ -136,6 +136,7 @@ class Backend:
         self.invalid_messages = 0  # lines/messages from the backend that were not JSON-RPC
         self.last_invalid_message: str | None = None
         self.last_exit_code: int | None = None  # of a stdio child
+        self._exit_note: str | None = None  # how the child of the current attempt exited
         self._on_catalog_change = on_catalog_change
         self._on_notification = on_notification
         self._client: Client | None = None
@@ -189,10 +190,14 @@ class Backend:
                 self._tg = tg
                 while not self._stopping:
                     published_before = self.connect_count
+                    self._exit_note = None
                     try:
                         await self._connect_and_serve()
                     except Exception as exc:  # any transport or handshake failure: log and retry
-                        self.last_error = _describe(exc)
+                        why = _describe(exc)
+                        if self._exit_note and self._exit_note not in why:
+                            why = f"{self._exit_note} ({why})"  # the child's exit is the cause
+                        self.last_error = why
                         logger.warning(
                             "backend '%s' (%s) connection failed: %s",
                             self.name,
@@ -352,7 +357,7 @@ class Backend:
         if self._stopping:
             return
         how = _exit_description(returncode)
-        self.last_error = f"process {how}"
+        self._exit_note = self.last_error = f"process {how}"
         logger.warning("backend '%s': process %s", self.name, how)
 
     # ------------------------------------------------------------------ notifications

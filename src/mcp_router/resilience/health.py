@@ -8,10 +8,12 @@ status below 400 is healthy). The outcome is stored in ``Backend.last_probe``.
 How probes feed the circuit breaker (DESIGN.md, "Health and circuit breakers"):
 
 * **No session.** A backend whose session is gone and whose reconnection has failed (it is in
-  backoff), or that has been without a session for a whole interval, has its breaker forced
-  OPEN with the reason. Each such probe restarts the breaker's timeout, so the circuit cannot
-  go HALF_OPEN (and waste trial calls) before a session exists again. A session lost and
-  re-opened at once (a backend restart) is left alone: nothing failed for long.
+  backoff), or has hung past its connect timeout, has its breaker forced OPEN with the reason.
+  Each such probe restarts the breaker's timeout, so the circuit cannot go HALF_OPEN (and
+  waste trial calls) before a session exists again. A session that is being re-opened (a
+  backend restart, a stdio child respawning) is left alone: forcing the circuit open then
+  would keep a backend that is back within a second out of service for a whole breaker
+  timeout. Calls that fail meanwhile still count, as usual.
 * **CLOSED.** A failed probe is recorded as one failure, exactly like a failed call, so
   ``failure_threshold`` consecutive failures (probes and calls together) open the circuit. A
   successful probe records nothing: a ping proves the session is alive, not that calls work,
@@ -217,8 +219,9 @@ class HealthChecker:
         result = self._record(backend, ProbeResult(False, None, time.time(), reason))
         now = anyio.current_time()
         since = self._gone_since.setdefault(backend, now)
-        if backend.in_backoff or now - since >= interval:
-            # Down for real: keep calls away until a session exists again, and say why.
+        if backend.in_backoff or now - since >= interval + backend.config.connect_timeout_seconds:
+            # Down for real (a reconnection failed, or one has hung past its connect timeout):
+            # keep calls away until a session exists again, and say why.
             backend.breaker.force_open(f"no session: {reason}")
             self._opened_by_probe[backend] = backend.breaker.opened_at
         return result
