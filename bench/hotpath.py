@@ -187,9 +187,10 @@ def report(out: Path, session: Path, calls: int, lat_note: str) -> str:
         f"- {calls} sequential `tools/call demo_echo` per profiler after warm-up; router code: "
         f"{source_info()}",
         f"- {lat_note}",
-        "- pyinstrument samples the router's main thread every 0.5 ms (wall clock); its split is "
-        "the trustworthy one. cProfile traces every call and inflates cheap Python functions, "
-        "but gives exact call counts.",
+        "- pyinstrument samples the router's main thread every 0.5 ms of its CPU time (so time "
+        "blocked in epoll, or preempted by other processes, counts nowhere); its split is the "
+        "trustworthy one. cProfile (wall clock) traces every call and inflates cheap Python "
+        "functions, but gives exact call counts.",
         "- raw reports: bench/profile/pyinstrument.txt (call tree), bench/profile/cprofile.pstats "
         "(`python -m pstats`)",
         "",

@@ -2,8 +2,8 @@
 
 ``python bench/hotpath_target.py OUT_DIR SESSION_DIR -- <mcp-router arguments>``
 
-- SIGUSR1: first one starts pyinstrument (statistical, 0.5 ms interval, main thread); the
-  second stops it and writes ``OUT_DIR/pyinstrument.txt`` (call tree) and
+- SIGUSR1: first one starts pyinstrument (statistical, every 0.5 ms of the main thread's CPU
+  time); the second stops it and writes ``OUT_DIR/pyinstrument.txt`` (call tree) and
   ``SESSION_DIR/pyinstrument.session`` (raw samples, large).
 - SIGUSR2: first one starts cProfile; the second stops it and writes ``OUT_DIR/cprofile.pstats``.
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import cProfile
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,11 @@ def _toggle_pyinstrument(_signum: int, _frame: Any) -> None:
     out: Path = _state["out"]
     profiler = _state.pop("pyinstrument", None)
     if profiler is None:
+        from pyinstrument.stack_sampler import get_stack_sampler
+
+        # Sample on the thread's CPU clock: time spent blocked (epoll, or preempted by other
+        # processes on a busy machine) is not attributed to anything.
+        get_stack_sampler().timer_func = time.thread_time
         profiler = Profiler(interval=0.0005, async_mode="disabled")
         _state["pyinstrument"] = profiler
         profiler.start()

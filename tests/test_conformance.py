@@ -1,6 +1,7 @@
 """The official MCP conformance suite (@modelcontextprotocol/conformance 0.1.16) through the router.
 
-``conformance server --suite all`` runs once per target, every target at the same time:
+``conformance server --suite all`` runs once per target, every target at the same time
+(``everything-direct`` only when this file runs as a script, for the table):
 
 - ``direct``: ``tests/servers/conformance.py`` (FastMCP, streamable HTTP), no router;
 - ``router-http-backend`` / ``router-stdio-backend``: the router's HTTP front before that backend
@@ -286,7 +287,9 @@ def start_targets(tmp: Path, names: tuple[str, ...]) -> Iterator[dict[str, str]]
         yield {name: urls[name] for name in names}
 
 
-def run_targets(tmp: Path, names: tuple[str, ...], env: dict[str, str]) -> dict[str, Any]:
+def run_targets(
+    tmp: Path, names: tuple[str, ...], env: dict[str, str]
+) -> dict[str, dict[str, Outcome]]:
     """Run the suite against every target at once; ``{target: {scenario: Outcome}}``."""
     with start_targets(tmp, names) as urls, ThreadPoolExecutor(len(urls)) as pool:
         futures = {name: pool.submit(run_suite, url, tmp / name, env) for name, url in urls.items()}
@@ -464,7 +467,7 @@ def render_table(
         entries = failures.get(target, {})
         if not entries:
             continue
-        lines += [f"### {TITLES[target]} (`{target}`)", ""]
+        lines += [f"### `{target}`: {TITLES[target]}", ""]
         lines += [f"- **{scenario}**: {reason}" for scenario, reason in sorted(entries.items())]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"

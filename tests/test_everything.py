@@ -33,7 +33,7 @@ from support import (
 )
 
 pytestmark = [
-    pytest.mark.timeout(30),
+    pytest.mark.timeout(60),  # a guard for overloaded machines only: each test takes seconds
     pytest.mark.skipif(
         not EVERYTHING.exists(), reason="run `npm ci` for server-everything (package.json)"
     ),
@@ -66,7 +66,12 @@ def everything_http_url() -> Iterator[str]:
     """server-everything in streamableHttp mode on a free port (reached only via 127.0.0.1)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/mcp"
-    with spawn([str(EVERYTHING), "streamableHttp"], env=child_env(PORT=str(port)), ready_url=url):
+    with spawn(
+        [str(EVERYTHING), "streamableHttp"],
+        env=child_env(PORT=str(port)),
+        ready_url=url,
+        timeout=40,
+    ):
         yield url
 
 
@@ -74,6 +79,7 @@ def everything_http_url() -> Iterator[str]:
 def setup(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Setup]:
+    """server-everything as a stdio child of the router, or over streamable HTTP."""
     kind: str = request.param
     direct: StdioServerParameters | str
     if kind == "stdio":
@@ -85,7 +91,7 @@ def setup(
     config = write_config(
         tmp_path_factory.mktemp(f"everything-{kind}") / "backends.yaml", [backend]
     )
-    with router_http(config) as base:
+    with router_http(config, timeout=40) as base:
         yield Setup(kind, direct, config, f"{base}/mcp")
 
 
@@ -112,6 +118,7 @@ async def connect(setup: Setup, front: tuple[str, str]) -> AsyncIterator[Pair]:
         if transport == "stdio"
         else Client(setup.router_url, mode=mode)
     )
+    # server-everything speaks only the handshake era ("auto" would fall back to it anyway).
     async with routed as routed_client, Client(setup.direct, mode="legacy") as direct_client:
         assert routed_client.protocol_version == (MODERN if mode == MODERN else "2025-11-25")
         yield Pair(routed_client, direct_client)

@@ -21,6 +21,7 @@ import json
 import logging
 import struct
 import sys
+import warnings
 from typing import Any
 
 import mcp_types
@@ -31,6 +32,7 @@ from fastmcp.prompts import Message
 from fastmcp.server.event_store import EventStore
 from fastmcp.tools.base import Tool, ToolResult
 from mcp.server.context import ServerRequestContext
+from mcp.shared.exceptions import MCPDeprecationWarning
 
 # A 1x1 red PNG.
 PNG = bytes.fromhex(
@@ -247,11 +249,14 @@ def add_tools(mcp: FastMCP) -> None:
             mcp_types.ClientCapabilities(sampling=mcp_types.SamplingCapability()),
             "sampling",
         )
-        result = await ctx.session.create_message(
-            messages=[mcp_types.SamplingMessage(role="user", content=_text(prompt))],
-            max_tokens=100,
-            related_request_id=ctx.request_id,
-        )
+        # Sampling is deprecated from 2026-07-28 on; the scenario tests the handshake era.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            result = await ctx.session.create_message(
+                messages=[mcp_types.SamplingMessage(role="user", content=_text(prompt))],
+                max_tokens=100,
+                related_request_id=ctx.request_id,
+            )
         content = result.content
         text = content.text if isinstance(content, mcp_types.TextContent) else str(content)
         return f"LLM response: {text}"

@@ -406,6 +406,8 @@ class Backend:
 
     async def _current_client(self, wait: float) -> Client:
         client = self._client
+        if client is not None and self._lost.is_set():
+            client = None  # condemned: the supervisor is closing it; never send on it
         if client is None and wait > 0:
             # A connection attempt may be under way (e.g. re-initializing after the backend
             # restarted): give it a moment rather than failing the call outright, but stop
@@ -419,7 +421,7 @@ class Backend:
                 ):
                     await self._attempt_done.wait()
             client = self._client
-        if client is None:
+        if client is None or self._lost.is_set():
             raise BackendUnavailableError(self.name, self.unavailable_reason())
         return client
 
@@ -490,13 +492,18 @@ class Backend:
                 raise self._timeout_error(timeout, invalid_before) from exc
             kind = router_error_kind(error)
             if kind == NOT_REACHED:
-                # The HTTP request never connected: the backend is down or restarting.
-                self.mark_lost(error.message, client)
+                # The HTTP request never connected: the server is down or restarting. The
+                # session is kept: tearing it down would cut requests that are in flight on it
+                # and say nothing new. When the server is back, the first request on the old
+                # session finds it expired, which re-initializes (see below).
+                self.last_error = error.message
                 raise BackendConnectionError(self.name, error.message, reached=False) from exc
             if kind == INVALID_RESPONSE:
                 raise BackendConnectionError(self.name, error.message, reached=True) from exc
             if code == types.CONNECTION_CLOSED:
-                self.mark_lost("connection closed", client)
+                # This request's stream ended without an answer. A transport that died has
+                # already told the supervisor (end of its read stream); over HTTP one response
+                # stream may end while the session lives on, so nothing is torn down here.
                 # Say what is known: how the stream ended and why the session was lost.
                 known = {"connection closed", "closed", ""}
                 details = [
