@@ -253,11 +253,14 @@ def main(argv: Iterable[str] | None = None) -> None:
     target = None
     try:
         wait_http(http_url(bport), 60, backend)
+        log = (tmp / "router.log").open("wb")
         target = start(
-            [
+            stderr=log,
+            cmd=[
                 PYTHON,
                 str(BENCH / "hotpath_target.py"),
                 str(out),
+                str(tmp),
                 "--",
                 "--config",
                 str(config),
@@ -265,11 +268,17 @@ def main(argv: Iterable[str] | None = None) -> None:
                 "http",
                 "--port",
                 str(rport),
-            ]
+            ],
         )
         wait_router_ready(rport, target)
         print(f"profiling {args.calls} calls per profiler ...", flush=True)
-        anyio.run(drive, http_url(rport), target, args.calls, args.warmup, out)
+        try:
+            anyio.run(drive, http_url(rport), target, args.calls, args.warmup, out)
+        except BaseException:
+            log.close()
+            tail = (tmp / "router.log").read_text(errors="replace")[-3000:]
+            print(f"router log (tail):\n{tail}", file=sys.stderr)
+            raise
         rss = vm_hwm_mb(target.pid)
     finally:
         if target is not None:

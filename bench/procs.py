@@ -72,15 +72,19 @@ def kill_group(proc: subprocess.Popen[Any], timeout: float = 5.0) -> None:
 
 
 def start(
-    cmd: Sequence[str], *, env: dict[str, str] | None = None, stdin: Any = subprocess.DEVNULL
+    cmd: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    stdin: Any = subprocess.DEVNULL,
+    stderr: Any = subprocess.DEVNULL,
 ) -> subprocess.Popen[Any]:
-    """Start a process in its own group, output discarded."""
+    """Start a process in its own group; stdout discarded, stderr discarded unless given."""
     return subprocess.Popen(
         list(cmd),
         env=env or child_env(),
         stdin=stdin,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,
         start_new_session=True,
         cwd=ROOT,
     )

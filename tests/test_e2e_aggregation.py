@@ -336,11 +336,6 @@ async def test_unknown_resource_gives_an_error_naming_it(pair: Pair, uri: str) -
         assert uri in raised.value.error.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway/components.py _read: a backend's 'not found' is re-raised as ResourceError "
-    "(-32603) with the backend's original URI ('basic://missing'), not the one the client read",
-)
 async def test_unknown_resource_of_a_known_backend_gives_an_error_naming_the_exposed_uri(
     pair: Pair,
 ) -> None:

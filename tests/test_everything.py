@@ -49,6 +49,12 @@ SERVER_INFO_META = "io.modelcontextprotocol/serverInfo"
 # Registered by server-everything only after `initialized`, and announced with a
 # tools/list_changed that is lost over HTTP: the router must still list it.
 POST_INIT_TOOL = "simulate-research-query"
+CAPABILITIES_NOTE = (
+    "server-everything lists get-roots-list / trigger-sampling-* / trigger-*elicitation* only "
+    "to clients declaring roots / sampling / elicitation. The router's backend client "
+    "(backends/backend.py) declares none, and so does the direct client here: if the router "
+    "starts declaring them, declare the same in connect()."
+)
 
 
 @dataclass
@@ -157,7 +163,7 @@ async def tool_list_is_the_direct_list_with_namespace_prefix(pair: Pair, era: st
     assert own >= MANAGEMENT_TOOLS
     assert sorted(n for n in routed_names if n not in own) == sorted(
         f"{NS}_{t.name}" for t in direct
-    )
+    ), CAPABILITIES_NOTE
     # Every definition (input/output schema, title, description, annotations, execution,
     # _meta) is the backend's own, verbatim but for the name.
     by_name = {t.name: t for t in routed}

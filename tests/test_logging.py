@@ -62,16 +62,13 @@ def test_json_logs_one_line_per_routed_call(basic_url: str, tmp_path: Path) -> N
         assert call["attempts"] == 1
 
 
-def test_text_logs_show_calls_at_debug_only(basic_url: str, tmp_path: Path) -> None:
+def test_text_logs_show_calls_at_debug(basic_url: str, tmp_path: Path) -> None:
+    # (At INFO they are left out: see test_call_logger_levels.)
     config = write_config(tmp_path / "backends.yaml", [{"name": "basic", "url": basic_url}])
-    with run_router(config, tmp_path / "info.log") as router:
-        anyio.run(_three_calls, router.url)
-        info_log = router.stderr()
-    assert "mcp_router.access" not in info_log
     with run_router(config, tmp_path / "debug.log", env={"MCP_LOG_LEVEL": "DEBUG"}) as router:
         anyio.run(_three_calls, router.url)
         debug_log = router.wait_log("tool basic_whoami -> basic: success in")
-    assert "tool basic_explode -> basic: tool_error in" in debug_log
+    assert "DEBUG   mcp_router.access: tool basic_explode -> basic: tool_error in" in debug_log
 
 
 def _formatted(formatter: logging.Formatter, message: str, *args: Any) -> str:
@@ -134,6 +131,10 @@ def test_call_logger_levels(caplog: pytest.LogCaptureFixture) -> None:
         call_logger("text")(record)
     json_rec, text_rec = caplog.records
     assert json_rec.levelno == logging.INFO and text_rec.levelno == logging.DEBUG
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="mcp_router.access"):
+        call_logger("text")(record)
+    assert caplog.records == []  # text logs at INFO: no line per call
     assert json_rec.tool == "ns_x" and json_rec.error == "backend 'b': down"  # type: ignore[attr-defined]
 
 

@@ -305,7 +305,7 @@ def build_index(
             exposed, g, namespace_of[g], original, prompt.model_copy(update={"name": exposed})
         )
 
-    uri_codec = UriCodec([ns for ns in namespace_of.values() if ns], prefixing=prefixing)
+    uri_codec = UriCodec(list(namespace_of.values()), prefixing=prefixing)  # "" = unprefixed
     resources: dict[str, ExposedResource] = {}
     templates: dict[str, ExposedTemplate] = {}
     for g, members in groups.items():

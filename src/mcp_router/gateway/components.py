@@ -18,22 +18,21 @@ from fastmcp.server.context import Context
 from fastmcp.tools.base import Tool, ToolResult
 from mcp.shared.exceptions import MCPError
 
+from mcp_router.gateway.relay import FrontCall
 from mcp_router.routing.forwarder import Forwarder, RoutingError, UnknownComponentError
 
 
 def progress_forwarder(context: Context | None) -> Any:
-    """A per-call progress callback relaying backend progress to this call's client only."""
-    if context is None:
-        return None
-    rc = context.request_context
-    meta = rc._srctx.meta if rc is not None else None
-    if not meta or meta.get("progress_token") is None:
-        return None
+    """A per-call progress callback relaying backend progress to this call's client only.
 
-    async def relay(progress: float, total: float | None, message: str | None) -> None:
-        await context.report_progress(progress, total, message)
-
-    return relay
+    The front session and progress token are captured now, not looked up when progress
+    arrives: the SDK runs the callback in the backend session's reader task, where the
+    front request's context is gone (stdio and SSE backends).
+    """
+    call = FrontCall.from_context(context)
+    if call is None or call.progress_token is None:
+        return None
+    return call.progress
 
 
 class ForwardingTool(Tool):
@@ -86,6 +85,10 @@ class ForwardingTool(Tool):
         return ToolResult.from_mcp_result(result)
 
 
+# -32002 is the spec's "resource not found"; -32602 is what FastMCP and the SDK send for it.
+_NOT_FOUND_CODES = frozenset({-32002, types.INVALID_PARAMS})
+
+
 def _resource_result(result: types.ReadResourceResult) -> ResourceResult:
     contents: list[ResourceContent] = []
     for item in result.contents:
@@ -108,6 +111,9 @@ async def _read(forwarder: Forwarder, uri: str) -> ResourceResult:
     except RoutingError as exc:
         raise ResourceError(f"mcp-router: {exc}") from exc
     except MCPError as exc:
+        if exc.error.code in _NOT_FOUND_CODES:
+            # The backend knows only its own URI; the client asked for the exposed one.
+            raise NotFoundError(f"Unknown resource: {uri!r}") from exc
         raise ResourceError(exc.error.message) from exc
     return _resource_result(result)
 

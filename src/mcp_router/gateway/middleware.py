@@ -15,7 +15,7 @@ from typing import Any
 import mcp_types as types
 from fastmcp.server.middleware import Middleware, MiddlewareContext
 
-from mcp_router.gateway.components import progress_forwarder
+from mcp_router.gateway.relay import FrontCall, current_call
 from mcp_router.routing.forwarder import Forwarder, RoutingError
 
 
@@ -33,14 +33,20 @@ class RoutingMiddleware(Middleware):
         name = params.name
         if name not in self._manager.index.tools:
             return await call_next(context)
+        call = FrontCall.from_context(context.fastmcp_context)
+        token = current_call.set(call)
         try:
             return await self._forwarder.call_tool(
                 name,
                 params.arguments,
-                progress_callback=progress_forwarder(context.fastmcp_context),
+                progress_callback=call.progress
+                if call and call.progress_token is not None
+                else None,
             )
         except RoutingError as exc:
             return types.CallToolResult(
                 content=[types.TextContent(type="text", text=f"mcp-router: {exc}")],
                 is_error=True,
             )
+        finally:
+            current_call.reset(token)
