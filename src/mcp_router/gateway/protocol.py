@@ -1,0 +1,258 @@
+"""Protocol pass-through beyond calls: subscriptions, completions, log levels, backend messages.
+
+- ``resources/subscribe`` / ``unsubscribe`` map the exposed URI to the backend that serves it;
+  the router holds one backend subscription per (backend, URI), counted over the clients that
+  asked, re-subscribes after a reconnect, and relays ``notifications/resources/updated`` (with
+  the exposed URI) only to the clients that subscribed.
+- ``completion/complete`` for prompts and resource templates goes to the backend that owns the
+  reference, with the backend's own name or URI template.
+- ``logging/setLevel``: FastMCP keeps each client's level on its connection; backends are asked
+  for the most verbose level any client wants, and every message is filtered per client.
+- Backend messages during a call (log messages, sampling, elicitation, roots) go to the calling
+  client through `relay.CallRegistry`; see `relay.py` for how a message is attributed.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from typing import Any
+
+import mcp_types as types
+from fastmcp import FastMCP
+from mcp.shared.exceptions import MCPError
+
+from mcp_router.backends.backend import Backend, BackendState
+from mcp_router.backends.errors import BackendError
+from mcp_router.backends.manager import BackendManager
+
+logger = logging.getLogger("mcp_router.protocol")
+
+_LEVELS: tuple[types.LoggingLevel, ...] = (
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+)
+_CLIENT_LEVEL_KEY = "_fastmcp_client_log_level"  # where FastMCP keeps a connection's level
+
+
+def client_log_level(session: Any) -> str | None:
+    """The level a client set with logging/setLevel (kept on its connection by FastMCP)."""
+    connection = getattr(session, "_connection", None)
+    return None if connection is None else connection.state.get(_CLIENT_LEVEL_KEY)
+
+
+def level_allows(minimum: str | None, level: str) -> bool:
+    """Whether a message at ``level`` passes a client's minimum (None: everything passes)."""
+    if minimum is None or minimum not in _LEVELS or level not in _LEVELS:
+        return True
+    return _LEVELS.index(level) >= _LEVELS.index(minimum)
+
+
+class _Subscription:
+    """One backend subscription and the clients that asked for it."""
+
+    def __init__(self, backend: str, original_uri: str) -> None:
+        self.backend = backend
+        self.original_uri = original_uri
+        # connection id -> (request-bound session of the subscribe request, exposed URI)
+        self.clients: dict[int, tuple[weakref.ref[Any], str]] = {}
+
+
+class ProtocolRelay:
+    """Wires subscriptions, completions and backend messages between clients and backends."""
+
+    def __init__(self, manager: BackendManager) -> None:
+        self.manager = manager
+        self._subs: dict[tuple[str, str], _Subscription] = {}
+        self._backend_level: str | None = None  # most verbose level asked of the backends
+
+    # ------------------------------------------------------------------ wiring
+
+    def attach(self, server: FastMCP) -> None:
+        """Register the request handlers on the server (and advertise the capabilities)."""
+        low = server._mcp_server
+        low.add_request_handler("resources/subscribe", types.SubscribeRequestParams, self._subscribe)
+        low.add_request_handler(
+            "resources/unsubscribe", types.UnsubscribeRequestParams, self._unsubscribe
+        )
+        set_level = low.get_request_handler("logging/setLevel")
+        if set_level is not None:
+            inner = set_level.handler
+
+            async def on_set_level(ctx: Any, params: types.SetLevelRequestParams) -> Any:
+                result = await inner(ctx, params)
+                await self._fan_out_level(params.level)
+                return result
+
+            low.add_request_handler("logging/setLevel", types.SetLevelRequestParams, on_set_level)
+        server.add_completion_handler(self._complete)
+
+    # ------------------------------------------------------------------ resolution
+
+    def _owners(self, exposed_uri: str) -> tuple[list[Backend], str]:
+        """The backends that can serve an exposed URI (by priority) and its original URI."""
+        index = self.manager.index
+        listed = index.resources.get(exposed_uri)
+        if listed is not None:
+            owners = [self.manager.backends[n] for n in listed.owners if n in self.manager.backends]
+            return sorted(owners, key=lambda b: b.priority), listed.original_uri
+        decoded = index.uri_codec.decode(exposed_uri)
+        if decoded is None or decoded[0] not in index.group_of_namespace:
+            raise MCPError(types.INVALID_PARAMS, f"Unknown resource: {exposed_uri!r}")
+        members = self.manager.members(index.group_of_namespace[decoded[0]])
+        return sorted(members, key=lambda b: b.priority), decoded[1]
+
+    @staticmethod
+    def _supports_subscribe(backend: Backend) -> bool:
+        caps = backend.capabilities
+        return bool(caps and caps.resources and caps.resources.subscribe)
+
+    # ------------------------------------------------------------------ subscriptions
+
+    async def _subscribe(self, ctx: Any, params: types.SubscribeRequestParams) -> types.EmptyResult:
+        owners, original = self._owners(params.uri)
+        live = [
+            b for b in owners if b.state is BackendState.CONNECTED and self._supports_subscribe(b)
+        ]
+        if not live:
+            raise MCPError(
+                types.INVALID_PARAMS,
+                f"cannot subscribe to {params.uri!r}: no connected backend serving it "
+                "supports resource subscriptions",
+            )
+        backend = live[0]
+        key = (backend.name, original)
+        sub = self._subs.get(key)
+        if sub is None:
+            try:
+                await backend.request(lambda s: s.subscribe_resource(original))
+            except BackendError as exc:
+                raise MCPError(types.INTERNAL_ERROR, f"mcp-router: {exc}") from exc
+            sub = self._subs[key] = _Subscription(backend.name, original)
+        session = ctx.session
+        sub.clients[id(session._connection)] = (weakref.ref(session), params.uri)
+        return types.EmptyResult()
+
+    async def _unsubscribe(
+        self, ctx: Any, params: types.UnsubscribeRequestParams
+    ) -> types.EmptyResult:
+        connection_id = id(ctx.session._connection)
+        for key, sub in list(self._subs.items()):
+            entry = sub.clients.get(connection_id)
+            if entry is None or entry[1] != params.uri:
+                continue
+            del sub.clients[connection_id]
+            if not sub.clients:
+                del self._subs[key]
+                backend = self.manager.backends.get(sub.backend)
+                if backend is not None and backend.state is BackendState.CONNECTED:
+                    try:
+                        await backend.request(lambda s, u=sub.original_uri: s.unsubscribe_resource(u))
+                    except (BackendError, MCPError) as exc:
+                        logger.info("unsubscribe on '%s' failed: %s", sub.backend, exc)
+        return types.EmptyResult()
+
+    async def resubscribe(self, backend: Backend) -> None:
+        """After a (re)connection, restore the backend's subscriptions."""
+        for (name, original), _sub in list(self._subs.items()):
+            if name != backend.name:
+                continue
+            try:
+                await backend.request(lambda s, u=original: s.subscribe_resource(u))
+            except (BackendError, MCPError) as exc:
+                logger.warning("re-subscribing %s on '%s' failed: %s", original, name, exc)
+        if self._backend_level is not None:
+            await self._set_backend_level(backend, self._backend_level)
+
+    async def _resource_updated(self, backend: Backend, uri: str) -> None:
+        sub = self._subs.get((backend.name, uri))
+        if sub is None:
+            return
+        for connection_id, (ref, exposed) in list(sub.clients.items()):
+            session = ref()
+            if session is None:
+                del sub.clients[connection_id]
+                continue
+            try:
+                await session.send_resource_updated(exposed)
+            except Exception as exc:  # the client went away
+                logger.debug("resources/updated to a closed client dropped: %s", exc)
+                del sub.clients[connection_id]
+
+    # ------------------------------------------------------------------ log levels
+
+    async def _fan_out_level(self, level: str) -> None:
+        if self._backend_level is not None and not level_allows(self._backend_level, level):
+            return  # backends already send at least this much; clients are filtered here
+        if self._backend_level == level:
+            return
+        self._backend_level = level
+        for backend in self.manager.backends.values():
+            if backend.state is BackendState.CONNECTED:
+                await self._set_backend_level(backend, level)
+
+    @staticmethod
+    async def _set_backend_level(backend: Backend, level: str) -> None:
+        caps = backend.capabilities
+        if caps is None or caps.logging is None:
+            return
+        try:
+            await backend.request(lambda s: s.set_logging_level(level))  # type: ignore[arg-type]
+        except (BackendError, MCPError) as exc:
+            logger.info("logging/setLevel on '%s' failed: %s", backend.name, exc)
+
+    # ------------------------------------------------------------------ backend messages
+
+    async def on_backend_message(self, backend: Backend, message: Any) -> None:
+        """A notification from a backend that is not a list change."""
+        if isinstance(message, types.LoggingMessageNotificationParams):
+            call = backend.calls.resolve()
+            if call is not None and level_allows(client_log_level(call.session), message.level):
+                try:
+                    await call.log(message)
+                except Exception as exc:
+                    logger.debug("log relay to a closed client dropped: %s", exc)
+            return
+        if isinstance(message, types.ResourceUpdatedNotification):
+            await self._resource_updated(backend, message.params.uri)
+
+    # ------------------------------------------------------------------ completions
+
+    async def _complete(
+        self,
+        ref: types.PromptReference | types.ResourceTemplateReference,
+        argument: types.CompletionArgument,
+        context: types.CompletionContext | None,
+    ) -> types.Completion | None:
+        index = self.manager.index
+        if isinstance(ref, types.PromptReference):
+            entry = index.prompts.get(ref.name)
+            if entry is None:
+                raise MCPError(types.INVALID_PARAMS, f"Unknown prompt: {ref.name!r}")
+            backend_ref: Any = types.PromptReference(type="ref/prompt", name=entry.original_name)
+            members = [b for b in self.manager.members(entry.group) if entry.original_name in b.catalog.prompts]
+        else:
+            tpl = index.templates.get(ref.uri)
+            if tpl is None:
+                raise MCPError(types.INVALID_PARAMS, f"Unknown resource template: {ref.uri!r}")
+            backend_ref = types.ResourceTemplateReference(type="ref/resource", uri=tpl.original_template)
+            members = self.manager.members(tpl.group)
+        args = {"name": argument.name, "value": argument.value}
+        ctx_args = context.arguments if context is not None else None
+        for backend in sorted(members, key=lambda b: b.priority):
+            caps = backend.capabilities
+            if backend.state is not BackendState.CONNECTED or caps is None or caps.completions is None:
+                continue
+            try:
+                result = await backend.request(lambda s, b=backend_ref: s.complete(b, args, ctx_args))
+            except BackendError as exc:
+                logger.info("completion on '%s' failed: %s", backend.name, exc)
+                continue
+            return result.completion
+        return None
