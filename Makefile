@@ -16,7 +16,7 @@ install: ## Install Python deps from uv.lock (installs uv with pip if missing)
 	$(UV) sync --frozen
 
 install-npm: ## Install the npm test servers (server-everything) from package-lock.json
-	@if [ -f package-lock.json ] && [ ! -x node_modules/.bin/mcp-server-everything ]; then npm ci --no-audit --no-fund; fi
+	@if [ -f package-lock.json ] && { [ ! -x node_modules/.bin/mcp-server-everything ] || [ ! -x node_modules/.bin/conformance ] || [ package-lock.json -nt node_modules/.package-lock.json ]; }; then npm ci --no-audit --no-fund; fi
 
 run: install ## Run the router over streamable HTTP on http://$(HOST):$(PORT)/mcp
 	$(UV) run mcp-router --transport http --host $(HOST) --port $(PORT)
@@ -42,10 +42,10 @@ bench: install ## Benchmarks against a direct connection; writes bench/RESULTS.m
 	$(UV) run python -m bench
 
 build: ## Build the container image with podman
-	podman build -t $(IMAGE) -f Containerfile .
+	podman build --format docker -t $(IMAGE) -f Containerfile .
 
 run-container: ## Run the container image (config from ./config mounted at /app/config)
-	podman run --rm -p $(PORT):8000 -v $(CURDIR)/config:/app/config:Z $(IMAGE)
+	podman run --rm -p 127.0.0.1:$(PORT):8000 -v $(CURDIR)/config:/app/config:Z -e MCP_AUTH_TOKENS -e MCP_ALLOWED_HOSTS $(IMAGE)
 
 clean: ## Remove caches and build output
 	rm -rf .pytest_cache .ruff_cache dist build bench/out

@@ -222,26 +222,32 @@ async def test_killed_replica_fails_only_its_calls_in_flight_and_comes_back(
                 await wait_for(both_answer, 10, "both replicas to answer")
                 first_pids = _pids(outcomes, "ra")
 
-                ra.kill()
+                await anyio.to_thread.run_sync(ra.kill)  # the clients keep calling meanwhile
                 dead_at = time.monotonic()
                 await wait_for(lambda: a_is("open"), 5, "a's circuit to open")
                 await anyio.sleep(0.5)  # b carries the load alone meanwhile
-                ra.start()
+                restart_at = time.monotonic()
+                await anyio.to_thread.run_sync(ra.start)
                 back_at = time.monotonic()
                 await wait_for(lambda: a_is("closed"), 15, "a's circuit to close")
                 await wait_for(restarted_a_answers, 5, "the restarted replica to take traffic")
                 stop.set()
 
         failures = [o for o in outcomes if not o.ok]
-        assert len(outcomes) > 100
+        assert len([o for o in outcomes if o.started < dead_at]) >= 16
         # only calls already running on 'a' when it died may fail: at most one per client
-        assert len(failures) <= 8, [f.text for f in failures]
+        assert len(failures) <= 8, [
+            (round(f.started - dead_at, 3), round(f.elapsed, 3), f.text) for f in failures
+        ]
         for failure in failures:
             assert failure.started < dead_at, failure.text
             assert "backend 'a'" in failure.text, failure.text
-            assert "connection closed during the request" in failure.text, failure.text
-        after_kill = [o for o in outcomes if o.started > dead_at and o.ok]
-        assert {o.data["instance"] for o in after_kill} == {"ra", "rb"}
+            assert "during the request" in failure.text, failure.text  # closed / lost
+        # while 'a' was down, 'b' answered everything
+        down = [o for o in outcomes if o.started > dead_at and o.started + o.elapsed < restart_at]
+        assert down
+        for outcome in down:
+            assert outcome.ok and outcome.data["instance"] == "rb", outcome
 
 
 def _pids(outcomes: list[Outcome], name: str, after: float = 0.0) -> set[int]:

@@ -106,7 +106,11 @@ def test_config_secrets() -> None:
                 {
                     "name": "db",
                     "url": "https://user:pw-1234@db.example/mcp?token=qtok-5678&page=2",
-                    "headers": {"Authorization": "Bearer hdr-tok-9", "X-Key": "xkey-0000"},
+                    "headers": {
+                        "Authorization": "Bearer hdr-tok-9",
+                        "X-Key": "xkey-0000",
+                        "Accept": "application/json",
+                    },
                 },
                 {
                     "name": "files",
@@ -120,6 +124,7 @@ def test_config_secrets() -> None:
     assert {"pw-1234", "user", "qtok-5678", "hdr-tok-9", "Bearer hdr-tok-9", "xkey-0000"} <= secrets
     assert {"env-tok-1111", "front-token"} <= secrets
     assert "debug-level" not in secrets  # not a secret-looking name
+    assert "application/json" not in secrets  # a plain header
     assert "2" not in secrets
 
 

@@ -6,8 +6,10 @@ Every router is a real process on 127.0.0.1; backends are real FastMCP servers o
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,10 +21,11 @@ import pytest
 from fastmcp.server.auth.providers.jwt import RSAKeyPair
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from joserfc.jwk import RSAKey
 from mcp.shared.exceptions import MCPError
 
 from mcp_router.config import ConfigError
-from mcp_router.gateway.auth import StaticBearerVerifier
+from mcp_router.gateway.auth import FrontAuth, StaticBearerVerifier
 from mcp_router.settings import load_settings
 from opsupport import bearer_client, result_json, run_router, sample, scrape
 from support import free_port, write_config
@@ -531,3 +534,66 @@ def test_host_origin_body_limit_and_fuzzed_bodies(headers_url: str, tmp_path: Pa
 
         assert anyio.run(normal_call) == "still fine"
         assert httpx2.get(f"{router.base}/health").status_code == 200
+
+
+async def test_jwks_uri_verification(tmp_path: Path) -> None:
+    """JWTs checked against keys fetched from a JWKS endpoint (key rotation by ``kid``)."""
+    keys = RSAKeyPair.generate()
+    jwks = {"keys": [{**RSAKey.import_key(keys.public_key).as_dict(), "kid": "k1", "use": "sig"}]}
+    body = json.dumps(jwks).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = load_settings(
+            jwt_jwks_uri=f"http://127.0.0.1:{server.server_address[1]}/jwks.json",
+            jwt_audience="mcp-router",
+        )
+        auth = FrontAuth(settings)
+        good = keys.create_token(audience="mcp-router", kid="k1")
+        accepted = await auth.verify_header(f"Bearer {good}")
+        assert accepted is not None and accepted.subject == "fastmcp-user"
+        assert (
+            await auth.verify_header(f"Bearer {keys.create_token(audience='x', kid='k1')}") is None
+        )
+        other = RSAKeyPair.generate().create_token(audience="mcp-router", kid="k1")
+        assert await auth.verify_header(f"Bearer {other}") is None
+        assert await auth.verify_header(None) is None
+        assert await auth.verify_header(f"Basic {good}") is None
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_token_file_rotation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    token_file = tmp_path / "tokens"
+    token_file.write_text("first-token-aaaa\n")
+    for key in list(os.environ):
+        if key.startswith("MCP_"):
+            monkeypatch.delenv(key)
+    auth = FrontAuth(load_settings(auth_token_file=str(token_file)))
+    assert auth.static is not None
+    verify = auth.static.verify_token
+
+    assert anyio.run(verify, "first-token-aaaa") is not None
+    assert auth.reload_token_file() is False  # unchanged
+    token_file.write_text("second-token-bbbb\nthird-token-cccc\n")
+    os.utime(token_file, (time.time() + 5, time.time() + 5))
+    assert auth.reload_token_file() is True
+    assert anyio.run(verify, "first-token-aaaa") is None
+    assert anyio.run(verify, "third-token-cccc") is not None
+    token_file.write_text("# emptied by mistake\n")
+    os.utime(token_file, (time.time() + 10, time.time() + 10))
+    assert auth.reload_token_file() is False  # an empty file keeps the previous tokens
+    assert anyio.run(verify, "second-token-bbbb") is not None

@@ -41,6 +41,19 @@ _SECRET_NAME = re.compile(
     r"(?i)(auth|token|secret|passw|pwd|key|cookie|session|signature|sig$|credential|bearer)"
 )
 
+# Headers whose values are never secrets (and too common to scrub from every line); any other
+# configured header value is treated as one, whatever its name.
+_PLAIN_HEADERS = frozenset(
+    {
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "cache-control",
+        "connection",
+        "content-type",
+        "user-agent",
+    }
+)
 # Client credentials are not known in advance (JWTs): scrub anything shaped like one.
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]{8,}")
 
@@ -106,8 +119,9 @@ def config_secrets(config: RouterConfig, extra: Iterable[str] = ()) -> set[str]:
     and URL parts (userinfo, ``?token=`` style query values), plus ``extra``."""
     found: set[str] = set(extra)
     for backend in config.backends:
-        for value in backend.headers.values():
-            found.update(_header_secrets(value))
+        for name, value in backend.headers.items():
+            if name.lower() not in _PLAIN_HEADERS:
+                found.update(_header_secrets(value))
         for name, value in backend.env.items():
             if _SECRET_NAME.search(name):
                 found.add(value)

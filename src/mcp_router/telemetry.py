@@ -71,6 +71,22 @@ def setup_tracing(settings: RouterSettings) -> bool:
     return True
 
 
+def flush_tracing(timeout_seconds: float = 3.0) -> None:
+    """Export the spans still buffered (blocking, bounded); a no-op when tracing is off.
+
+    Called when the router stops: uvicorn re-raises SIGTERM once it has shut down, so the
+    process ends without running ``atexit`` hooks and the SDK's own flush at exit never runs.
+    """
+    provider = trace.get_tracer_provider()
+    force_flush = getattr(provider, "force_flush", None)
+    if force_flush is None:
+        return  # the API's default provider: nothing is buffered
+    try:
+        force_flush(int(timeout_seconds * 1000))
+    except Exception as exc:  # an unreachable collector must not break shutdown
+        logger.warning("could not export the last spans: %s", exc)
+
+
 def record_span(record: CallRecord) -> None:
     """A Forwarder observer: one ``mcp_router.route`` span for a finished routed call.
 

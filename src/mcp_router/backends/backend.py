@@ -42,6 +42,7 @@ from mcp_router.backends.errors import (
     BackendUnavailableError,
 )
 from mcp_router.backends.transports import (
+    CONNECTION_LOST,
     INVALID_RESPONSE,
     NOT_REACHED,
     SESSION_EXPIRED,
@@ -140,6 +141,7 @@ class Backend:
         self._on_catalog_change = on_catalog_change
         self._on_notification = on_notification
         self._client: Client | None = None
+        self._expired: Client | None = None  # a session closed because the server forgot it
         self._lost = anyio.Event()
         self._ever_ready = anyio.Event()
         # Set (and replaced) whenever a connection attempt ends: published or failed.
@@ -498,9 +500,13 @@ class Backend:
                 # session finds it expired, which re-initializes (see below).
                 self.last_error = error.message
                 raise BackendConnectionError(self.name, error.message, reached=False) from exc
-            if kind == INVALID_RESPONSE:
+            if kind in (INVALID_RESPONSE, CONNECTION_LOST):
                 raise BackendConnectionError(self.name, error.message, reached=True) from exc
             if code == types.CONNECTION_CLOSED:
+                if client is self._expired and error.message == "Connection closed":
+                    # Still waiting when we closed a session the server had forgotten: it was
+                    # sent after the old server instance was gone, so it did not run there.
+                    raise _SessionExpiredError(self.name) from exc
                 # This request's stream ended without an answer. A transport that died has
                 # already told the supervisor (end of its read stream); over HTTP one response
                 # stream may end while the session lives on, so nothing is torn down here.
@@ -516,6 +522,7 @@ class Backend:
             if kind == SESSION_EXPIRED or (
                 code == types.INVALID_REQUEST and "session terminated" in error.message.lower()
             ):
+                self._expired = client
                 self.mark_lost("session expired (backend restarted)", client)
                 raise _SessionExpiredError(self.name) from exc
             raise  # the backend answered with a protocol error: that is its answer

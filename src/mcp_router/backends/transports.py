@@ -51,6 +51,7 @@ ROUTER_MARK = "mcp_router"
 NOT_REACHED = "not_reached"
 INVALID_RESPONSE = "invalid_response"
 SESSION_EXPIRED = "session_expired"
+CONNECTION_LOST = "connection_lost"
 _SESSION_HEADER = "mcp-session-id"
 
 # stdio shutdown, as the MCP spec orders it: close stdin, wait, SIGTERM the group, wait, SIGKILL.
@@ -323,9 +324,10 @@ async def _sdk_stdio(config: BackendConfig) -> AsyncIterator[Any]:
 class _BackendHTTPClient(httpx2.AsyncClient):
     """The per-backend HTTP client, which makes two HTTP-level facts explicit for the router.
 
-    - A POST that cannot connect gets a "not reached" answer. Without this the SDK's transport
-      lets the connect error escape its task group, which ends the session and fails every
-      request in flight as "connection closed", with no way to tell that this one never left.
+    - A POST that cannot connect gets a "not reached" answer, and one whose connection breaks
+      before the answer a "connection lost" answer. Without this the SDK's transport lets the
+      error escape its task group, which ends the session and fails every request in flight
+      on it as "connection closed", with no way to tell that this one never left.
     - A POST whose session the server no longer knows (404 with a session id, as the spec
       says; some servers answer 400 and name the session) gets a "session expired" answer, so
       the backend re-initializes and runs the request again: it surely did not run.
@@ -340,9 +342,16 @@ class _BackendHTTPClient(httpx2.AsyncClient):
             url = request.url
             where = f"{url.host}:{url.port}" if url.port else url.host
             return _router_response(
-                request,
-                f"cannot connect to {where} ({type(exc).__name__}: {str(exc) or 'no detail'})",
-                NOT_REACHED,
+                request, f"cannot connect to {where} ({_exc_text(exc)})", NOT_REACHED
+            )
+        except httpx2.TransportError as exc:
+            if request.method != "POST":
+                raise
+            # Sent, but the connection broke before an answer: it may have run. Fail only this
+            # request; left to escape, the error would end the session and every other
+            # request in flight on it.
+            return _router_response(
+                request, f"connection lost during the request ({_exc_text(exc)})", CONNECTION_LOST
             )
         if (
             request.method == "POST"
@@ -362,6 +371,10 @@ class _BackendHTTPClient(httpx2.AsyncClient):
                 response.status_code, headers=response.headers, content=body, request=request
             )
         return response
+
+
+def _exc_text(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {str(exc) or 'no detail'}"
 
 
 def _router_response(request: httpx2.Request, message: str, kind: str) -> httpx2.Response:

@@ -98,7 +98,7 @@ class RetryConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_attempts: int = Field(default=3, ge=1)
-    backoff_multiplier: float = Field(default=2.0, gt=0)
+    backoff_multiplier: float = Field(default=2.0, ge=1)
     max_backoff_seconds: float = Field(default=10.0, gt=0)
     initial_backoff_seconds: float = Field(default=0.1, ge=0)
 

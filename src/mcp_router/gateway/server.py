@@ -152,6 +152,7 @@ class Router:
         self._stop.set()
         await task
         self.ready = anyio.Event()
+        await anyio.to_thread.run_sync(telemetry.flush_tracing)  # last spans out before exit
 
 
 def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
