@@ -1,19 +1,22 @@
-"""Profile the router's hot path (run 1b: HTTP front -> streamable HTTP backend, tools/call).
+"""Profile the router's hot path: tools/call (run 1b) or tools/list of 2,000 tools (run 5).
 
-``uv run --with pyinstrument python -m bench.hotpath [--calls N] [--src DIR]``
+``uv run --with pyinstrument python -m bench.hotpath [--scenario call|list] [--calls N]
+[--clock wall|cpu] [--src DIR]``
 
-Starts the demo server over HTTP and the router (``bench/hotpath_target.py``) in front of it,
-warms up, then profiles ``--calls`` sequential ``tools/call echo`` twice: once with pyinstrument
+Starts the backends over HTTP and the router (``bench/hotpath_target.py``) in front of them,
+warms up, then profiles ``--calls`` sequential operations twice: once with pyinstrument
 (statistical sampling, little distortion: the time split) and once with cProfile
 (deterministic: call counts, and the cost of each of our functions). Start-up is not profiled.
 
-Writes bench/PROFILE.md (the per-call breakdown) and the raw reports under bench/profile/.
+Writes bench/PROFILE.md (call) or bench/PROFILE-list.md (list), and the raw reports under
+bench/profile/<scenario>/.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import pstats
 import signal
@@ -28,7 +31,15 @@ import anyio
 
 from bench import measure, procs
 from bench.procs import BENCH, PYTHON, free_port, kill_group, start, sweep, vm_hwm_mb, wait_http
-from bench.run import DEMO, ECHO_ARGS, http_url, source_info, wait_router_ready, write_config
+from bench.run import (
+    DEMO,
+    ECHO_ARGS,
+    TOOLSERVER,
+    http_url,
+    source_info,
+    wait_router_ready,
+    write_config,
+)
 
 # Categories, first match wins: (label, substrings of a file path or builtin's name).
 CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
@@ -76,23 +87,50 @@ def categorize(where: str) -> str:
 # ---------------------------------------------------------------------------------- driver
 
 
-async def drive(router_url: str, target: Any, calls: int, warmup: int, out: Path) -> None:
-    """Warm up, then profile ``calls`` sequential calls with each profiler in turn."""
+async def one_op(client: Any, scenario: str) -> None:
+    """The profiled operation: one routed tools/call, or one full tools/list."""
+    if scenario == "call":
+        await measure.call_ok(client, "demo_echo", ECHO_ARGS)
+    else:
+        await measure.list_all_tools(client)
+
+
+async def drive(
+    router_url: str,
+    target: Any,
+    scenario: str,
+    calls: int,
+    warmup: int,
+    out: Path,
+    profile: bool = True,
+) -> None:
+    """Warm up, then profile ``calls`` sequential operations with each profiler in turn."""
     async with measure.client_for(router_url) as client:
         for _ in range(warmup):
-            await measure.call_ok(client, "demo_echo", ECHO_ARGS)
-        for sig, done in ((signal.SIGUSR1, "pyinstrument.done"), (signal.SIGUSR2, "cprofile.done")):
+            await one_op(client, scenario)
+        phases = (
+            (signal.SIGWINCH, "gc.done"),
+            (signal.SIGUSR1, "pyinstrument.done"),
+            (signal.SIGUSR2, "cprofile.done"),
+        )
+        for sig, done in phases if profile else phases[:1]:
             os.kill(target.pid, sig)
             await anyio.sleep(0.2)
-            t0 = time.perf_counter()
-            lat = await measure.sequential(client, "demo_echo", ECHO_ARGS, calls, 300)
-            wall = time.perf_counter() - t0
+            samples: list[float] = []
+            with anyio.fail_after(300):
+                for _ in range(calls):
+                    t0 = time.perf_counter()
+                    await one_op(client, scenario)
+                    samples.append((time.perf_counter() - t0) * 1000)
             os.kill(target.pid, sig)
             with anyio.fail_after(60):
                 while not (out / done).exists():  # noqa: ASYNC110 - another process writes it
                     await anyio.sleep(0.1)
             print(
-                f"  {done.split('.')[0]}: {calls} calls, p50 {lat.p50:.2f} ms, {wall:.1f} s",
+                f"  {done.split('.')[0]}: {calls} x {scenario}, p50 "
+                f"{measure.percentile(samples, 50):.2f} ms, p99 "
+                f"{measure.percentile(samples, 99):.2f} ms, max {max(samples):.1f} ms, "
+                f"{sum(samples) / 1000:.1f} s",
                 flush=True,
             )
 
@@ -178,21 +216,59 @@ def split_table(per_call: dict[str, float], title: str) -> list[str]:
     return lines
 
 
-def report(out: Path, session: Path, calls: int, lat_note: str) -> str:
+DONE_FILES = ("gc.done", "pyinstrument.done", "cprofile.done")
+
+CLOCKS = {
+    "wall": "wall clock: time blocked in epoll shows as idle; use on an idle machine",
+    "cpu": "the thread's CPU clock: blocked or preempted time counts nowhere, robust on a busy "
+    "machine, but the timer's own cost inflates every figure by several times: read shares, "
+    "not absolute values",
+}
+
+SCENARIOS = {
+    "call": "run 1b: HTTP front -> streamable HTTP backend, sequential `tools/call demo_echo`",
+    "list": "run 5: HTTP front, 4 HTTP backends x 500 tools, sequential full `tools/list` "
+    "(2,003 tools)",
+}
+
+
+def report(out: Path, session: Path, scenario: str, calls: int, clock: str, lat_note: str) -> str:
     pi_split, pi_duration, pi_top = pyinstrument_split(session, calls)
     cp_split, cp_top, cp_ours = cprofile_split(out / "cprofile.pstats", calls)
+    gc_info = json.loads((out / "gc.json").read_text())
+    gc_rows = [
+        f"| {gen} | {v['count'] / calls:.3f} | {v['seconds'] / calls * 1000:.3f} "
+        f"| {v['seconds'] / max(v['count'], 1) * 1000:.2f} |"
+        for gen, v in sorted(gc_info["collections"].items())
+    ]
+    gc_total = sum(v["seconds"] for v in gc_info["collections"].values()) / calls * 1000
+    cpu_per_op = gc_info["cpu_seconds"] / calls * 1000
     lines = [
-        "# Router hot path profile (run 1b: HTTP front -> streamable HTTP backend, tools/call)",
+        f"# Router hot path profile ({SCENARIOS[scenario]})",
         "",
-        f"- {calls} sequential `tools/call demo_echo` per profiler after warm-up; router code: "
-        f"{source_info()}",
+        f"- {calls} operations per profiler after warm-up, figures per operation; router code: "
+        f"{source_info()}; command: `uv run --with pyinstrument python -m bench.hotpath "
+        f"--scenario {scenario} --calls {calls} --clock {clock}`",
         f"- {lat_note}",
-        "- pyinstrument samples the router's main thread every 0.5 ms of its CPU time (so time "
-        "blocked in epoll, or preempted by other processes, counts nowhere); its split is the "
-        "trustworthy one. cProfile (wall clock) traces every call and inflates cheap Python "
-        "functions, but gives exact call counts.",
-        "- raw reports: bench/profile/pyinstrument.txt (call tree), bench/profile/cprofile.pstats "
-        "(`python -m pstats`)",
+        f"- pyinstrument samples the router's main thread every 0.5 ms ({CLOCKS[clock]}); its "
+        "split is the trustworthy one. cProfile (wall clock) traces every call and inflates "
+        "cheap Python functions, but gives exact call counts.",
+        f"- raw reports: {out.relative_to(BENCH.parent)}/pyinstrument.txt (call tree), "
+        f"{out.relative_to(BENCH.parent)}/cprofile.pstats (`python -m pstats`)",
+        "",
+        "## Without a profiler: CPU and garbage collection",
+        "",
+        f"A first window of {calls} operations runs with no profiler: the router process used "
+        f"**{cpu_per_op:.3f} ms of CPU per operation** (process time, all threads), of which "
+        f"**{gc_total:.3f} ms in the cyclic garbage collector** (`gc.callbacks`; thresholds "
+        f"{tuple(gc_info['thresholds'])}, {gc_info['objects']} tracked objects at the end).",
+        "",
+        "| generation | collections per operation | GC ms per operation | ms per collection |",
+        "|---|---:|---:|---:|",
+        *gc_rows,
+        "",
+        "The profilers below add their own overhead: compare shares, and use the figure "
+        "above for the absolute cost.",
         "",
         "## Where the time goes (pyinstrument, self time by library)",
         "",
@@ -228,11 +304,41 @@ def report(out: Path, session: Path, calls: int, lat_note: str) -> str:
     return "\n".join(lines)
 
 
+def start_backends(scenario: str, tmp: Path) -> tuple[list[Any], Path]:
+    """The backends of a scenario (started, not yet ready) and the router config for them."""
+    if scenario == "call":
+        port = free_port()
+        backends = [start([PYTHON, *DEMO, "--transport", "http", "--port", str(port)])]
+        entries = [{"name": "demo", "url": http_url(port)}]
+    else:
+        ports = [free_port() for _ in range(4)]
+        backends = [
+            start([PYTHON, TOOLSERVER, "--tools", "500", "--transport", "http", "--port", str(p)])
+            for p in ports
+        ]
+        entries = [{"name": f"b{i}", "url": http_url(p)} for i, p in enumerate(ports)]
+    for proc, entry in zip(backends, entries, strict=True):
+        wait_http(entry["url"], 90, proc)
+    return backends, write_config(tmp / f"hotpath-{scenario}.yaml", entries)
+
+
 def main(argv: Iterable[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.hotpath", description=__doc__)
-    parser.add_argument("--calls", type=int, default=2000)
-    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="call")
+    parser.add_argument("--calls", type=int, help="operations per profiler (2000 / 30)")
+    parser.add_argument("--warmup", type=int, help="operations before profiling (200 / 5)")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall")
     parser.add_argument("--src", type=Path, help="profile the router from this source dir")
+    parser.add_argument(
+        "--gc-only",
+        action="store_true",
+        help="only the unprofiled window (CPU and GC per operation); writes no report",
+    )
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="experiment: gc.collect() + gc.freeze() in the router before the measured windows",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
     try:
         import pyinstrument  # noqa: F401
@@ -240,40 +346,43 @@ def main(argv: Iterable[str] | None = None) -> None:
         raise SystemExit("run with: uv run --with pyinstrument python -m bench.hotpath") from None
     if args.src is not None:
         procs.SRC_OVERRIDE.append(str(args.src.resolve()))
-    out = BENCH / "profile"
-    out.mkdir(exist_ok=True)
-    for name in ("pyinstrument.done", "cprofile.done"):
+    calls = args.calls or (2000 if args.scenario == "call" else 30)
+    warmup = args.warmup if args.warmup is not None else (200 if args.scenario == "call" else 5)
+    out = BENCH / "profile" / args.scenario
+    out.mkdir(parents=True, exist_ok=True)
+    for name in DONE_FILES:
         with contextlib.suppress(FileNotFoundError):
             (out / name).unlink()
     tmp = Path(f"/tmp/mcp-router-bench-{procs.RUN_ID}")
     tmp.mkdir(parents=True, exist_ok=True)
-    bport, rport = free_port(), free_port()
-    config = write_config(tmp / "hotpath.yaml", [{"name": "demo", "url": http_url(bport)}])
-    backend = start([PYTHON, *DEMO, "--transport", "http", "--port", str(bport)])
+    rport = free_port()
+    backends: list[Any] = []
     target = None
     try:
-        wait_http(http_url(bport), 60, backend)
+        backends, config = start_backends(args.scenario, tmp)
         log = (tmp / "router.log").open("wb")
+        cmd = [PYTHON, str(BENCH / "hotpath_target.py"), str(out), str(tmp), "--"]
+        cmd += ["--config", str(config), "--transport", "http", "--port", str(rport)]
         target = start(
+            cmd,
             stderr=log,
-            cmd=[
-                PYTHON,
-                str(BENCH / "hotpath_target.py"),
-                str(out),
-                str(tmp),
-                "--",
-                "--config",
-                str(config),
-                "--transport",
-                "http",
-                "--port",
-                str(rport),
-            ],
+            env=procs.child_env(
+                BENCH_PROFILE_CLOCK=args.clock, BENCH_GC_FREEZE="1" if args.gc_freeze else "0"
+            ),
         )
         wait_router_ready(rport, target)
-        print(f"profiling {args.calls} calls per profiler ...", flush=True)
+        print(f"profiling {calls} x {args.scenario} per profiler ...", flush=True)
         try:
-            anyio.run(drive, http_url(rport), target, args.calls, args.warmup, out)
+            anyio.run(
+                drive,
+                http_url(rport),
+                target,
+                args.scenario,
+                calls,
+                warmup,
+                out,
+                not args.gc_only,
+            )
         except BaseException:
             log.close()
             tail = (tmp / "router.log").read_text(errors="replace")[-3000:]
@@ -283,19 +392,27 @@ def main(argv: Iterable[str] | None = None) -> None:
     finally:
         if target is not None:
             kill_group(target)
-        kill_group(backend)
+        for proc in backends:
+            kill_group(proc)
         sweep()
-    for name in ("pyinstrument.done", "cprofile.done"):
-        (out / name).unlink()
+    for name in DONE_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            (out / name).unlink()
+    if args.gc_only:
+        print((out / "gc.json").read_text())
+        return
     text = report(
         out,
         tmp / "pyinstrument.session",
-        args.calls,
-        f"router VmHWM after profiling: {rss or 0:.0f} MiB",
+        args.scenario,
+        calls,
+        args.clock,
+        f"router VmHWM after profiling (profilers included): {rss or 0:.0f} MiB",
     )
-    (BENCH / "PROFILE.md").write_text(text)
+    name = "PROFILE.md" if args.scenario == "call" else f"PROFILE-{args.scenario}.md"
+    (BENCH / name).write_text(text)
     print(text)
-    print(f"written to {BENCH / 'PROFILE.md'}", file=sys.stderr)
+    print(f"written to {BENCH / name}", file=sys.stderr)
 
 
 if __name__ == "__main__":

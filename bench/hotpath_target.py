@@ -2,10 +2,15 @@
 
 ``python bench/hotpath_target.py OUT_DIR SESSION_DIR -- <mcp-router arguments>``
 
-- SIGUSR1: first one starts pyinstrument (statistical, every 0.5 ms of the main thread's CPU
-  time); the second stops it and writes ``OUT_DIR/pyinstrument.txt`` (call tree) and
-  ``SESSION_DIR/pyinstrument.session`` (raw samples, large).
+- SIGUSR1: first one starts pyinstrument (statistical, every 0.5 ms of wall time, or of the
+  main thread's CPU time with ``BENCH_PROFILE_CLOCK=cpu``); the second stops it and writes
+  ``OUT_DIR/pyinstrument.txt`` (call tree) and ``SESSION_DIR/pyinstrument.session`` (raw
+  samples, large).
 - SIGUSR2: first one starts cProfile; the second stops it and writes ``OUT_DIR/cprofile.pstats``.
+
+- SIGWINCH: no profiler; first one starts timing the garbage collector (``gc.callbacks``) and
+  the process's CPU (with ``BENCH_GC_FREEZE=1``, after ``gc.collect(); gc.freeze()``, to
+  measure what freezing the start-up heap would save); the second writes ``OUT_DIR/gc.json``.
 
 Start-up and discovery are never profiled: the driver signals only around its measured calls.
 Everything else is the unchanged ``mcp-router`` entry point.
@@ -14,6 +19,9 @@ Everything else is the unchanged ``mcp-router`` entry point.
 from __future__ import annotations
 
 import cProfile
+import gc
+import json
+import os
 import signal
 import sys
 import time
@@ -31,9 +39,10 @@ def _toggle_pyinstrument(_signum: int, _frame: Any) -> None:
     if profiler is None:
         from pyinstrument.stack_sampler import get_stack_sampler
 
-        # Sample on the thread's CPU clock: time spent blocked (epoll, or preempted by other
-        # processes on a busy machine) is not attributed to anything.
-        get_stack_sampler().timer_func = time.thread_time
+        if os.environ.get("BENCH_PROFILE_CLOCK") == "cpu":
+            # Sample on the thread's CPU clock: time spent blocked (epoll, or preempted by
+            # other processes on a busy machine) is not attributed to anything.
+            get_stack_sampler().timer_func = time.thread_time
         profiler = Profiler(interval=0.0005, async_mode="disabled")
         _state["pyinstrument"] = profiler
         profiler.start()
@@ -59,6 +68,43 @@ def _toggle_cprofile(_signum: int, _frame: Any) -> None:
     (out / "cprofile.done").touch()
 
 
+def _gc_callback(phase: str, info: dict[str, int]) -> None:
+    stats = _state["gc"]
+    if phase == "start":
+        stats["_t0"] = time.perf_counter()
+    else:
+        gen = str(info.get("generation", "?"))
+        count, seconds = stats.get(gen, (0, 0.0))
+        stats[gen] = (
+            count + 1,
+            seconds + time.perf_counter() - stats.pop("_t0", time.perf_counter()),
+        )
+
+
+def _toggle_gc_timing(_signum: int, _frame: Any) -> None:
+    """No profiler: time the garbage collector, and the process's CPU, over the window."""
+    out: Path = _state["out"]
+    if "gc" not in _state:
+        if os.environ.get("BENCH_GC_FREEZE") == "1":
+            gc.collect()
+            gc.freeze()  # experiment: what `gc.freeze()` after start-up would save
+        _state["gc"] = {}
+        _state["gc_cpu0"] = time.process_time()
+        gc.callbacks.append(_gc_callback)
+        return
+    gc.callbacks.remove(_gc_callback)
+    stats = _state.pop("gc")
+    stats.pop("_t0", None)
+    result = {
+        "cpu_seconds": time.process_time() - _state.pop("gc_cpu0"),
+        "collections": {gen: {"count": c, "seconds": t} for gen, (c, t) in stats.items()},
+        "thresholds": gc.get_threshold(),
+        "objects": len(gc.get_objects()),
+    }
+    (out / "gc.json").write_text(json.dumps(result, indent=2))
+    (out / "gc.done").touch()
+
+
 def main() -> None:
     """Install the signal handlers, then run the router's own entry point."""
     args = sys.argv[1:]
@@ -69,6 +115,7 @@ def main() -> None:
     _state["session_dir"] = Path(args[1])
     signal.signal(signal.SIGUSR1, _toggle_pyinstrument)
     signal.signal(signal.SIGUSR2, _toggle_cprofile)
+    signal.signal(signal.SIGWINCH, _toggle_gc_timing)
     from mcp_router.cli import router_main
 
     router_main(args[split + 1 :])

@@ -1,6 +1,7 @@
 """A generated MCP backend with N tools, for the catalog-size benchmarks.
 
-``python bench/toolserver.py --tools N [--impl fastmcp|raw] [--transport stdio|http] [--port P]``
+``python bench/toolserver.py --tools N [--impl fastmcp|raw] [--transport stdio|http] [--port P]
+[--json-response]``
 
 Tools are ``tool_0`` .. ``tool_{N-1}``; each takes ``{"text": string}`` and echoes it back.
 
@@ -116,6 +117,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--transport", choices=("stdio", "http"), default="stdio")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--json-response",
+        action="store_true",
+        help="HTTP: answer POSTs with a JSON body instead of an SSE stream",
+    )
     args = parser.parse_args(argv)
     if args.impl == "raw":
         if args.transport != "stdio":
@@ -134,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
                 port=args.port,
                 log_level="WARNING",
                 uvicorn_config={"access_log": False},
+                json_response=args.json_response,
             )
     except KeyboardInterrupt:
         pass

@@ -258,6 +258,35 @@ def _pids(outcomes: list[Outcome], name: str, after: float = 0.0) -> set[int]:
     }
 
 
+# ------------------------------------------------------------------ an HTTP backend restarts
+
+
+async def test_call_on_a_restarted_http_backend_is_retried_once_on_the_new_session(
+    tmp_path: Path,
+) -> None:
+    with replicas(("solo",)) as (solo,):
+        config = write_config(
+            tmp_path / "restart.yaml",
+            # no health probes: the call itself must find out, and must not fail
+            [http_backend("solo", solo.url, health_check={"enabled": False})],
+            {**ROUTING, "retry": {"max_attempts": 1}},
+        )
+        async with running_router(config) as router, router_client(router) as client:
+            first = await call(client, "solo_work", x=1)
+            assert first.ok
+            await anyio.to_thread.run_sync(solo.kill)
+            await anyio.to_thread.run_sync(solo.start)
+
+            # the old session is unknown to the new process (404): the router re-initializes
+            # and runs this (not idempotent) call once more, since it surely did not run
+            second = await call(client, "solo_work", x=2)
+            assert second.ok, second.text
+            assert second.data["pid"] != first.data["pid"]
+            detail = await management(client, "router_get_backend_health", backend_name="solo")
+            assert detail["connections"] == 2
+            assert detail["error_count"] == 0 and detail["circuit_state"] == "closed"
+
+
 # ------------------------------------------------------------------ a backend that hangs
 
 

@@ -21,9 +21,11 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client
+from mcp.shared.exceptions import MCPError
+from mcp_types import METHOD_NOT_FOUND
 
 from mcp_router.backends.backend import Backend, BackendState, ProbeResult
-from mcp_router.backends.errors import BackendConnectionError, BackendError
+from mcp_router.backends.errors import BackendConnectionError
 from mcp_router.config.models import BackendConfig, RouterConfig
 from mcp_router.resilience.circuit_breaker import CircuitBreaker, CircuitState
 from mcp_router.resilience.health import HealthChecker, resolve_endpoint
@@ -59,7 +61,7 @@ class Target:
     in_backoff: bool = False
     in_flight: int = 0
     last_probe: ProbeResult | None = None
-    ping_error: BackendError | None = None
+    ping_error: Exception | None = None
     pings: int = 0
     clock: Clock = field(default_factory=Clock)
 
@@ -129,6 +131,13 @@ async def test_successful_probe_records_latency_but_does_not_reset_failing_calls
     assert target.breaker.consecutive_failures == 2
     call_fails(target)
     assert target.breaker.state is CircuitState.OPEN
+
+
+async def test_ping_answered_with_an_error_still_shows_the_backend_is_alive() -> None:
+    target = Target(threshold=1, ping_error=MCPError(METHOD_NOT_FOUND, "Method not found"))
+    result = await checker(target).probe(target)  # type: ignore[arg-type]
+    assert result.ok and result.latency_ms is not None
+    assert target.breaker.state is CircuitState.CLOSED
 
 
 async def test_backend_down_without_session_is_forced_open_with_the_reason() -> None:

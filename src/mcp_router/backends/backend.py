@@ -9,9 +9,16 @@ Reconnection: a session that had been up for a while and is lost is re-opened at
 backend restart should cost one round trip, not a backoff period); failed attempts, and
 sessions that die right after opening (a crash loop), back off exponentially with jitter.
 
-A request that finds its HTTP session forgotten (the backend restarted: "Session terminated")
-surely did not run, so it waits for the supervisor to open the new session and runs once more
-there; the caller never sees the restart.
+HTTP specifics. A request that cannot connect fails alone, as "not reached", and the session is
+kept: the server is down, and tearing the session down would only cut the requests in flight
+on it. A request that finds its session forgotten (404, or "Session terminated": the server
+restarted) surely did not run, so it waits for the supervisor to open the new session and runs
+once more there; the caller never sees the restart. A session is torn down when its transport
+ends (a stdio child exits, a stream closes) or when the server has forgotten it.
+
+Failures become `BackendError`s that name the backend, say what happened and whether the
+request may have reached it (``reached``), which is what the Forwarder's retry and failover
+rules need.
 """
 
 from __future__ import annotations
@@ -45,6 +52,8 @@ from mcp_router.backends.transports import (
     CONNECTION_LOST,
     INVALID_RESPONSE,
     NOT_REACHED,
+    OVER_CAPACITY,
+    ROUTER_MARK,
     SESSION_EXPIRED,
     make_http_client,
     open_transport,
@@ -464,6 +473,7 @@ class Backend:
                 -32000,
                 f"backend '{self.name}' is at its concurrency cap (max_in_flight={cap}): "
                 "request rejected, retry shortly",
+                data={ROUTER_MARK: OVER_CAPACITY},  # the router's answer, not the backend's
             )
         if count_in_flight:
             self.in_flight += 1

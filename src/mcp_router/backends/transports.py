@@ -52,6 +52,7 @@ NOT_REACHED = "not_reached"
 INVALID_RESPONSE = "invalid_response"
 SESSION_EXPIRED = "session_expired"
 CONNECTION_LOST = "connection_lost"
+OVER_CAPACITY = "over_capacity"
 _SESSION_HEADER = "mcp-session-id"
 
 # stdio shutdown, as the MCP spec orders it: close stdin, wait, SIGTERM the group, wait, SIGKILL.

@@ -43,9 +43,11 @@ from collections.abc import Callable, Iterable
 
 import anyio
 import httpx2
+from mcp.shared.exceptions import MCPError
 
 from mcp_router.backends.backend import Backend, BackendState, ProbeResult
 from mcp_router.backends.errors import BackendError
+from mcp_router.backends.transports import router_error_kind
 from mcp_router.resilience.circuit_breaker import CircuitState
 
 __all__ = ["HealthChecker", "resolve_endpoint"]
@@ -181,8 +183,15 @@ class HealthChecker:
         latency: float | None = None
         timeout = hc.timeout_seconds
         with anyio.move_on_after(2 * timeout + _GUARD_MARGIN) as guard:
+            start = time.perf_counter()
             try:
-                latency = await backend.ping(timeout)
+                try:
+                    latency = await backend.ping(timeout)
+                except MCPError as exc:
+                    if router_error_kind(exc.error) is not None:
+                        raise
+                    # It answered, if only with an error (a server without ping): it is alive.
+                    latency = (time.perf_counter() - start) * 1000
                 url = resolve_endpoint(backend)
                 if url is not None:
                     error = await self._get(backend, url, timeout)

@@ -37,6 +37,7 @@ from mcp_router.backends.errors import (
     BackendUnavailableError,
 )
 from mcp_router.backends.manager import BackendManager, ExposedTool
+from mcp_router.backends.transports import router_error_kind
 from mcp_router.resilience.retry import RetryPolicy
 from mcp_router.routing.engine import Candidate, RoutingDecision, RoutingEngine
 
@@ -269,9 +270,11 @@ class Forwarder:
                         "not marked idempotent or read-only)"
                     ) from exc
                 continue
-            except MCPError:
-                permit.success()  # the backend answered (with a JSON-RPC error): it is alive
-                record.outcome = "protocol_error"
+            except MCPError as exc:
+                if router_error_kind(exc.error) is None:
+                    permit.success()  # the backend answered (with a JSON-RPC error): it is alive
+                else:
+                    permit.release()  # the router refused it (e.g. concurrency cap): no outcome
                 self.last_decisions[record.exposed] = tried
                 raise
             except BaseException:
