@@ -1,15 +1,16 @@
-"""Profile the router's hot path: tools/call (run 1b) or tools/list of 2,000 tools (run 5).
+"""Profile the router's hot path: tools/call over HTTP (1b) or stdio (1a), tools/list (5).
 
-``uv run --with pyinstrument python -m bench.hotpath [--scenario call|list] [--calls N]
+``uv run --with pyinstrument python -m bench.hotpath [--scenario call|stdio|list] [--calls N]
 [--clock wall|cpu] [--src DIR]``
 
-Starts the backends over HTTP and the router (``bench/hotpath_target.py``) in front of them,
-warms up, then profiles ``--calls`` sequential operations twice: once with pyinstrument
-(statistical sampling, little distortion: the time split) and once with cProfile
-(deterministic: call counts, and the cost of each of our functions). Start-up is not profiled.
+Starts the backends and the router (``bench/hotpath_target.py``) in front of them, warms up,
+then runs ``--calls`` sequential operations three times: with no profiler (the router's CPU and
+garbage-collector time per operation), with pyinstrument (statistical sampling, little
+distortion: the time split) and with cProfile (deterministic: call counts, and the cost of
+each of our functions). Start-up is not profiled.
 
-Writes bench/PROFILE.md (call) or bench/PROFILE-list.md (list), and the raw reports under
-bench/profile/<scenario>/.
+Writes bench/PROFILE.md (call), bench/PROFILE-stdio.md or bench/PROFILE-list.md, and the raw
+reports under bench/profile/<scenario>/.
 """
 
 from __future__ import annotations
@@ -23,20 +24,34 @@ import signal
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
+from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from bench import measure, procs
-from bench.procs import BENCH, PYTHON, free_port, kill_group, start, sweep, vm_hwm_mb, wait_http
+from bench.procs import (
+    BENCH,
+    PYTHON,
+    ROOT,
+    find_child,
+    free_port,
+    kill_group,
+    start,
+    sweep,
+    vm_hwm_mb,
+    wait_http,
+)
 from bench.run import (
     DEMO,
     ECHO_ARGS,
     TOOLSERVER,
     http_url,
     source_info,
+    stdio_backend,
     wait_router_ready,
     write_config,
 )
@@ -89,23 +104,26 @@ def categorize(where: str) -> str:
 
 async def one_op(client: Any, scenario: str) -> None:
     """The profiled operation: one routed tools/call, or one full tools/list."""
-    if scenario == "call":
+    if scenario in ("call", "stdio"):
         await measure.call_ok(client, "demo_echo", ECHO_ARGS)
     else:
         await measure.list_all_tools(client)
 
 
 async def drive(
-    router_url: str,
-    target: Any,
+    connect: Callable[[], Any],
     scenario: str,
     calls: int,
     warmup: int,
     out: Path,
     profile: bool = True,
-) -> None:
-    """Warm up, then profile ``calls`` sequential operations with each profiler in turn."""
-    async with measure.client_for(router_url) as client:
+) -> float | None:
+    """Warm up, then profile ``calls`` sequential operations with each profiler in turn.
+
+    ``connect()`` is an async context manager yielding (client, router pid). Returns the
+    router's VmHWM at the end.
+    """
+    async with connect() as (client, pid):
         for _ in range(warmup):
             await one_op(client, scenario)
         phases = (
@@ -114,7 +132,7 @@ async def drive(
             (signal.SIGUSR2, "cprofile.done"),
         )
         for sig, done in phases if profile else phases[:1]:
-            os.kill(target.pid, sig)
+            os.kill(pid, sig)
             await anyio.sleep(0.2)
             samples: list[float] = []
             with anyio.fail_after(300):
@@ -122,7 +140,7 @@ async def drive(
                     t0 = time.perf_counter()
                     await one_op(client, scenario)
                     samples.append((time.perf_counter() - t0) * 1000)
-            os.kill(target.pid, sig)
+            os.kill(pid, sig)
             with anyio.fail_after(60):
                 while not (out / done).exists():  # noqa: ASYNC110 - another process writes it
                     await anyio.sleep(0.1)
@@ -133,6 +151,7 @@ async def drive(
                 f"{sum(samples) / 1000:.1f} s",
                 flush=True,
             )
+        return vm_hwm_mb(pid)
 
 
 # ---------------------------------------------------------------------------------- analysis
@@ -227,6 +246,8 @@ CLOCKS = {
 
 SCENARIOS = {
     "call": "run 1b: HTTP front -> streamable HTTP backend, sequential `tools/call demo_echo`",
+    "stdio": "run 1a: stdio front (router launched by the client) -> stdio backend, sequential "
+    "`tools/call demo_echo`",
     "list": "run 5: HTTP front, 4 HTTP backends x 500 tools, sequential full `tools/list` "
     "(2,003 tools)",
 }
@@ -306,6 +327,8 @@ def report(out: Path, session: Path, scenario: str, calls: int, clock: str, lat_
 
 def start_backends(scenario: str, tmp: Path) -> tuple[list[Any], Path]:
     """The backends of a scenario (started, not yet ready) and the router config for them."""
+    if scenario == "stdio":
+        return [], write_config(tmp / "hotpath-stdio.yaml", [stdio_backend("demo", DEMO)])
     if scenario == "call":
         port = free_port()
         backends = [start([PYTHON, *DEMO, "--transport", "http", "--port", str(port)])]
@@ -361,34 +384,39 @@ def main(argv: Iterable[str] | None = None) -> None:
     try:
         backends, config = start_backends(args.scenario, tmp)
         log = (tmp / "router.log").open("wb")
-        cmd = [PYTHON, str(BENCH / "hotpath_target.py"), str(out), str(tmp), "--"]
-        cmd += ["--config", str(config), "--transport", "http", "--port", str(rport)]
-        target = start(
-            cmd,
-            stderr=log,
-            env=procs.child_env(
-                BENCH_PROFILE_CLOCK=args.clock, BENCH_GC_FREEZE="1" if args.gc_freeze else "0"
-            ),
+        env = procs.child_env(
+            BENCH_PROFILE_CLOCK=args.clock, BENCH_GC_FREEZE="1" if args.gc_freeze else "0"
         )
-        wait_router_ready(rport, target)
+        cmd = [str(BENCH / "hotpath_target.py"), str(out), str(tmp), "--", "--config", str(config)]
+        connect: Callable[[], Any]
+        if args.scenario == "stdio":
+            params = StdioServerParameters(command=PYTHON, args=cmd, env=env, cwd=str(ROOT))
+
+            @asynccontextmanager
+            async def connect() -> AsyncIterator[tuple[Any, int]]:
+                with open(os.devnull, "w") as devnull:  # noqa: ASYNC230 - before any I/O
+                    async with measure.client_for(stdio_client(params, errlog=devnull)) as c:
+                        yield c, find_child(os.getpid(), "hotpath_target.py")
+
+        else:
+            cmd += ["--transport", "http", "--port", str(rport)]
+            target = start([PYTHON, *cmd], stderr=log, env=env)
+            wait_router_ready(rport, target)
+
+            @asynccontextmanager
+            async def connect() -> AsyncIterator[tuple[Any, int]]:
+                assert target is not None
+                async with measure.client_for(http_url(rport)) as c:
+                    yield c, target.pid
+
         print(f"profiling {calls} x {args.scenario} per profiler ...", flush=True)
         try:
-            anyio.run(
-                drive,
-                http_url(rport),
-                target,
-                args.scenario,
-                calls,
-                warmup,
-                out,
-                not args.gc_only,
-            )
+            rss = anyio.run(drive, connect, args.scenario, calls, warmup, out, not args.gc_only)
         except BaseException:
             log.close()
             tail = (tmp / "router.log").read_text(errors="replace")[-3000:]
             print(f"router log (tail):\n{tail}", file=sys.stderr)
             raise
-        rss = vm_hwm_mb(target.pid)
     finally:
         if target is not None:
             kill_group(target)
