@@ -151,6 +151,8 @@ class Backend:
         self._on_notification = on_notification
         self._client: Client | None = None
         self._expired: Client | None = None  # a session closed because the server forgot it
+        self._reconnect_now = False  # the session was lost in a way that warrants no backoff
+        self._failed_attempts = 0  # connection attempts that failed, ever
         self._lost = anyio.Event()
         self._ever_ready = anyio.Event()
         # Set (and replaced) whenever a connection attempt ends: published or failed.
@@ -202,9 +204,11 @@ class Backend:
                 while not self._stopping:
                     published_before = self.connect_count
                     self._exit_note = None
+                    self._reconnect_now = False
                     try:
                         await self._connect_and_serve()
                     except Exception as exc:  # any transport or handshake failure: log and retry
+                        self._failed_attempts += 1
                         why = _describe(exc)
                         if self._exit_note and self._exit_note not in why:
                             why = f"{self._exit_note} ({why})"  # the child's exit is the cause
@@ -222,8 +226,9 @@ class Backend:
                         if self.connect_count > published_before and self.connected_at
                         else 0.0
                     )
-                    if lived >= _STABLE_SESSION_SECONDS:
-                        # A session that worked was lost (restart, crash): reconnect at once.
+                    if lived >= _STABLE_SESSION_SECONDS or self._reconnect_now:
+                        # A session that worked was lost (restart, crash), or the server said
+                        # it restarted (it forgot the session): reconnect at once.
                         delay = _RECONNECT_INITIAL
                         self.state = BackendState.RECONNECTING
                         logger.info("backend '%s': reconnecting now", self.name)
@@ -438,12 +443,13 @@ class Backend:
 
     async def _next_client(self, old: Client, wait: float) -> Client | None:
         """Wait (bounded) for the supervisor to publish a session other than ``old``."""
+        failed_before = self._failed_attempts
         with anyio.move_on_after(wait):
             while not self._stopping:
                 client = self._client
-                if client is not None and client is not old:
+                if client is not None and client is not old and not self._lost.is_set():
                     return client
-                if self._next_attempt_at is not None:
+                if self._failed_attempts > failed_before:
                     return None  # the reconnection failed: the backend is down, not restarted
                 await self._attempt_done.wait()
         return None
@@ -533,6 +539,8 @@ class Backend:
                 code == types.INVALID_REQUEST and "session terminated" in error.message.lower()
             ):
                 self._expired = client
+                if client is self._client:
+                    self._reconnect_now = True
                 self.mark_lost("session expired (backend restarted)", client)
                 raise _SessionExpiredError(self.name) from exc
             raise  # the backend answered with a protocol error: that is its answer
