@@ -158,7 +158,7 @@ def _rounds(values: list[float]) -> str:
 
 CLEAN_SHARE = 0.10  # a repeat is re-run when other processes used more of the machine than this
 MAX_ATTEMPTS = 3  # per repeat
-RETRY_BUDGET_S = 300.0  # no more re-runs once the run has lasted this long
+RETRY_BUDGET_S = 120.0  # no more re-runs once the run has lasted this long (keeps it < 5 min)
 
 T = TypeVar("T")
 

@@ -203,7 +203,7 @@ async def test_killed_replica_fails_only_its_calls_in_flight_and_comes_back(
                     while not stop.is_set():
                         n += 1
                         outcomes.append(await call(client, "pool_slow", seconds=0.02, x=n))
-                        await anyio.sleep(0.05)  # steady load, not a flood
+                        await anyio.sleep(0.1)  # steady load, not a flood
 
             async with router_client(router) as admin, anyio.create_task_group() as tg:
 

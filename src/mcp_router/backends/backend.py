@@ -60,6 +60,7 @@ from mcp_router.backends.transports import (
     router_error_kind,
 )
 from mcp_router.config.models import BackendConfig, RouteRule
+from mcp_router.gateway.relay import CallRegistry, current_call
 from mcp_router.resilience.circuit_breaker import CircuitBreaker
 
 logger = logging.getLogger("mcp_router.backend")
@@ -149,6 +150,8 @@ class Backend:
         self._exit_note: str | None = None  # how the child of the current attempt exited
         self._on_catalog_change = on_catalog_change
         self._on_notification = on_notification
+        # The client calls in flight here, to send what the backend raises to the right caller.
+        self.calls = CallRegistry(config.name)
         self._client: Client | None = None
         self._expired: Client | None = None  # a session closed because the server forgot it
         self._reconnect_now = False  # the session was lost in a way that warrants no backoff
@@ -272,6 +275,9 @@ class Backend:
                 client_info=_CLIENT_INFO,
                 message_handler=self._handle_message,
                 logging_callback=self._handle_log,
+                sampling_callback=self._relay_sampling,
+                elicitation_callback=self._relay_elicitation,
+                list_roots_callback=self._relay_roots,
                 cache=None,
             )
             async with client:
@@ -578,16 +584,43 @@ class Backend:
     ) -> types.CallToolResult:
         """Call one of this backend's tools by its original name."""
         t = timeout or self.request_timeout
-        return await self.request(
-            lambda s: s.call_tool(
-                name,
-                arguments,
-                read_timeout_seconds=t,
-                progress_callback=progress_callback,
-                meta=meta,  # type: ignore[arg-type]
-            ),
-            timeout=t,
-        )
+        front = current_call.get()
+        if front is not None:
+            self.calls.enter(front)
+        try:
+            return await self.request(
+                lambda s: s.call_tool(
+                    name,
+                    arguments,
+                    read_timeout_seconds=t,
+                    progress_callback=progress_callback,
+                    meta=meta,  # type: ignore[arg-type]
+                ),
+                timeout=t,
+            )
+        finally:
+            if front is not None:
+                self.calls.leave(front)
+
+    @property
+    def capabilities(self) -> types.ServerCapabilities | None:
+        """What the backend declared (None while it has no session)."""
+        client = self._client
+        return client.session.server_capabilities if client is not None else None
+
+    # ------------------------------------------------------------------ server-to-client requests
+
+    async def _relay_sampling(self, context: Any, params: types.CreateMessageRequestParams) -> Any:
+        call = self.calls.resolve()
+        return await call.sample(params) if call else self.calls.unattributed("sampling")
+
+    async def _relay_elicitation(self, context: Any, params: Any) -> Any:
+        call = self.calls.resolve()
+        return await call.elicit(params) if call else self.calls.unattributed("elicitation")
+
+    async def _relay_roots(self, context: Any) -> Any:
+        call = self.calls.resolve()
+        return await call.list_roots() if call else self.calls.unattributed("roots/list")
 
     async def ping(self, timeout: float) -> float:
         """Send an MCP ping on the current session; return the round-trip time in ms.

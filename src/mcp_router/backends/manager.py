@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import anyio
 import mcp_types as types
@@ -94,6 +95,8 @@ class AggregatedIndex:
 
 
 IndexListener = Callable[[AggregatedIndex, set[str]], Awaitable[None]]
+BackendListener = Callable[[Backend], Awaitable[None]]
+MessageListener = Callable[[Backend, Any], Awaitable[None]]
 
 
 class BackendManager:
@@ -104,20 +107,14 @@ class BackendManager:
         routing = config.routing
         self.separator = routing.namespace_separator
         self.prefixing = routing.enable_namespace_prefixing
-        self.backends: dict[str, Backend] = {}
-        for bc in config.backends:
-            if not bc.enabled:
-                continue
-            backend = Backend(
-                bc,
-                request_timeout=routing.request_timeout_seconds,
-                on_catalog_change=self._on_catalog_change,
-            )
-            if not self.prefixing:
-                backend.namespace = ""  # no prefixes: every backend joins the unprefixed group
-            self.backends[bc.name] = backend
-        self.index = AggregatedIndex()
         self._listeners: list[IndexListener] = []
+        self._backend_listeners: list[BackendListener] = []
+        self._message_listeners: list[MessageListener] = []
+        self._announced: dict[str, int] = {}  # backend -> connections already announced
+        self.backends: dict[str, Backend] = {
+            bc.name: self._new_backend(bc) for bc in config.backends if bc.enabled
+        }
+        self.index = AggregatedIndex()
         self._tg: anyio.abc.TaskGroup | None = None
         self.discovery_done = anyio.Event()
 
@@ -184,9 +181,28 @@ class BackendManager:
         for backend in self.backends.values():
             await backend.stop()
 
+    def add_backend_listener(self, listener: BackendListener) -> None:
+        """Be told when a backend (re)connects, with the backend."""
+        self._backend_listeners.append(listener)
+
+    def add_message_listener(self, listener: MessageListener) -> None:
+        """Be given every backend notification that is not a list change."""
+        self._message_listeners.append(listener)
+
     async def _on_catalog_change(self, backend: Backend) -> None:
+        if backend.connect_count != self._announced.get(backend.name, 0):
+            self._announced[backend.name] = backend.connect_count  # a new session: announce it
+            for listener in self._backend_listeners:
+                try:
+                    await listener(backend)
+                except Exception:
+                    logger.exception("backend listener failed for '%s'", backend.name)
         if self.discovery_done.is_set():
             await self.rebuild()
+
+    async def _on_notification(self, backend: Backend, message: Any) -> None:
+        for listener in self._message_listeners:
+            await listener(backend, message)
 
     # ------------------------------------------------------------------ runtime changes
     # Used by config reload. None of these rebuild the index: the caller applies a whole diff,
@@ -197,9 +213,10 @@ class BackendManager:
             bc,
             request_timeout=self.config.routing.request_timeout_seconds,
             on_catalog_change=self._on_catalog_change,
+            on_notification=self._on_notification,
         )
         if not self.prefixing:
-            backend.namespace = ""
+            backend.namespace = ""  # no prefixes: every backend joins the unprefixed group
         return backend
 
     async def launch(self, bc: BackendConfig, *, wait: float | None = None) -> Backend:

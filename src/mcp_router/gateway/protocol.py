@@ -77,7 +77,9 @@ class ProtocolRelay:
     def attach(self, server: FastMCP) -> None:
         """Register the request handlers on the server (and advertise the capabilities)."""
         low = server._mcp_server
-        low.add_request_handler("resources/subscribe", types.SubscribeRequestParams, self._subscribe)
+        low.add_request_handler(
+            "resources/subscribe", types.SubscribeRequestParams, self._subscribe
+        )
         low.add_request_handler(
             "resources/unsubscribe", types.UnsubscribeRequestParams, self._unsubscribe
         )
@@ -153,7 +155,9 @@ class ProtocolRelay:
                 backend = self.manager.backends.get(sub.backend)
                 if backend is not None and backend.state is BackendState.CONNECTED:
                     try:
-                        await backend.request(lambda s, u=sub.original_uri: s.unsubscribe_resource(u))
+                        await backend.request(
+                            lambda s, u=sub.original_uri: s.unsubscribe_resource(u)
+                        )
                     except (BackendError, MCPError) as exc:
                         logger.info("unsubscribe on '%s' failed: %s", sub.backend, exc)
         return types.EmptyResult()
@@ -236,21 +240,33 @@ class ProtocolRelay:
             if entry is None:
                 raise MCPError(types.INVALID_PARAMS, f"Unknown prompt: {ref.name!r}")
             backend_ref: Any = types.PromptReference(type="ref/prompt", name=entry.original_name)
-            members = [b for b in self.manager.members(entry.group) if entry.original_name in b.catalog.prompts]
+            members = [
+                b
+                for b in self.manager.members(entry.group)
+                if entry.original_name in b.catalog.prompts
+            ]
         else:
             tpl = index.templates.get(ref.uri)
             if tpl is None:
                 raise MCPError(types.INVALID_PARAMS, f"Unknown resource template: {ref.uri!r}")
-            backend_ref = types.ResourceTemplateReference(type="ref/resource", uri=tpl.original_template)
+            backend_ref = types.ResourceTemplateReference(
+                type="ref/resource", uri=tpl.original_template
+            )
             members = self.manager.members(tpl.group)
         args = {"name": argument.name, "value": argument.value}
         ctx_args = context.arguments if context is not None else None
         for backend in sorted(members, key=lambda b: b.priority):
             caps = backend.capabilities
-            if backend.state is not BackendState.CONNECTED or caps is None or caps.completions is None:
+            if (
+                backend.state is not BackendState.CONNECTED
+                or caps is None
+                or caps.completions is None
+            ):
                 continue
             try:
-                result = await backend.request(lambda s, b=backend_ref: s.complete(b, args, ctx_args))
+                result = await backend.request(
+                    lambda s, b=backend_ref: s.complete(b, args, ctx_args)
+                )
             except BackendError as exc:
                 logger.info("completion on '%s' failed: %s", backend.name, exc)
                 continue

@@ -28,6 +28,7 @@ from mcp_router.gateway.discovery import (
 from mcp_router.gateway.management import register_management_tools
 from mcp_router.gateway.metrics import RouterMetrics, UnknownNameMetrics
 from mcp_router.gateway.middleware import RoutingMiddleware
+from mcp_router.gateway.protocol import ProtocolRelay
 from mcp_router.gateway.provider import RouterProvider
 from mcp_router.gateway.status import register_status_routes
 from mcp_router.logs import call_logger, config_secrets, set_secrets
@@ -213,6 +214,10 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
         register_discovery_tools(server, manager, forwarder)
     _register_http_routes(router)
     register_status_routes(router)
+    relay = ProtocolRelay(manager)
+    relay.attach(server)
+    manager.add_message_listener(relay.on_backend_message)
+    manager.add_backend_listener(relay.resubscribe)
 
     async def on_index_change(_index: AggregatedIndex, kinds: set[str]) -> None:
         if kinds:
