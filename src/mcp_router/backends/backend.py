@@ -160,6 +160,7 @@ class Backend:
         self._ever_ready = anyio.Event()
         # Set (and replaced) whenever a connection attempt ends: published or failed.
         self._attempt_done = anyio.Event()
+        self._first_attempt_done = anyio.Event()  # the first attempt connected or failed
         self._stopping = False
         self._next_attempt_at: float | None = None
         self._tg: anyio.abc.TaskGroup | None = None
@@ -328,6 +329,7 @@ class Backend:
         # fresh event.
         done, self._attempt_done = self._attempt_done, anyio.Event()
         done.set()
+        self._first_attempt_done.set()
 
     def _notify_catalog(self) -> None:
         if self._on_catalog_change is not None and self._tg is not None:
@@ -351,6 +353,16 @@ class Backend:
             await self._ever_ready.wait()
             return True
         return False
+
+    async def wait_first_attempt(self, timeout: float) -> bool:
+        """Wait until the first connection attempt has connected or failed; True if connected.
+
+        Start-up waits on this, so a backend that fails at once (connection refused, a child
+        that exits) does not hold the router up until its connect timeout.
+        """
+        with anyio.move_on_after(timeout):
+            await self._first_attempt_done.wait()
+        return self._ever_ready.is_set()
 
     async def stop(self) -> None:
         """Close the session (and stop a stdio child with its process group)."""

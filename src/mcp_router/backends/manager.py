@@ -144,18 +144,14 @@ class BackendManager:
         self._tg = tg
         for backend in self.backends.values():
             await tg.start(backend.run)
-        timeout = startup_timeout
-        if timeout is None:
-            timeout = max(
-                (b.config.connect_timeout_seconds for b in self.backends.values()), default=0
-            )
 
         async def wait_one(backend: Backend) -> None:
-            if not await backend.wait_ready(timeout):
+            timeout = startup_timeout or backend.config.connect_timeout_seconds
+            if not await backend.wait_first_attempt(timeout):
                 logger.warning(
-                    "backend '%s' is not ready after %.1fs: starting without it (%s)",
+                    "backend '%s' is not available at start-up: the router starts without it "
+                    "and keeps retrying in the background (%s)",
                     backend.name,
-                    timeout,
                     backend.unavailable_reason(),
                 )
 
