@@ -37,6 +37,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.message import SessionMessage
 from pydantic import ValidationError
 
+from mcp_router.backends.http_pool import KeepAliveTransport
 from mcp_router.config.models import BackendConfig
 
 logger = logging.getLogger("mcp_router.backend")
@@ -386,7 +387,9 @@ def _router_response(request: httpx2.Request, message: str, kind: str) -> httpx2
 
 def make_http_client(config: BackendConfig) -> httpx2.AsyncClient:
     """One pooled HTTP client per backend, kept across reconnects (SSL context built once)."""
-    return _BackendHTTPClient(headers=dict(config.headers), timeout=_HTTP_TIMEOUT)
+    return _BackendHTTPClient(
+        headers=dict(config.headers), timeout=_HTTP_TIMEOUT, transport=KeepAliveTransport()
+    )
 
 
 @asynccontextmanager
