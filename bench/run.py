@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -632,10 +633,23 @@ def _start_direct_discovery(specs: list[dict[str, Any]], path: Path) -> tuple[fl
         kill_group(proc)
 
 
-def _router_ready(
-    config: Path, expect_backends: int, expect_tools: int
-) -> tuple[float, float | None]:
-    """Start the router; (seconds from start to /ready 200, its VmHWM in MiB at that point)."""
+@dataclass
+class ReadyRun:
+    """One router start: time to /ready 200, VmHWM then, and whether every backend was in."""
+
+    seconds: float
+    rss: float | None
+    connected: int
+    complete_after: float | None = None  # when ready came first with backends missing
+
+
+def _router_ready(config: Path, expect_backends: int, expect_tools: int) -> ReadyRun:
+    """Start the router and time it to /ready 200.
+
+    A router that declares itself ready with backends still missing (its start-up wait for
+    them timed out: the router starts degraded by design) is recorded as such, and the time
+    until every backend is in is measured too (up to 60 s more).
+    """
     port = free_port()
     t0 = time.monotonic()
     proc = start(router_cmd(config, port))
@@ -644,9 +658,15 @@ def _router_ready(
             t1 = wait_router_ready(port, proc, 90)
         body = ready_body(port)
         rss = vm_hwm_mb(proc.pid)
-        if body.get("connected") != expect_backends or body.get("tools") != expect_tools:
-            raise RuntimeError(f"router ready but incomplete: {body}")
-        return t1 - t0, rss
+        run = ReadyRun(t1 - t0, rss, int(body.get("connected", 0)))
+        deadline = time.monotonic() + 60
+        while body.get("connected") != expect_backends or body.get("tools") != expect_tools:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+            body = ready_body(port)
+            run.complete_after = time.monotonic() - t0
+        return run
     finally:
         kill_group(proc)
 
@@ -686,6 +706,7 @@ def section_4(report: Report, tmp: Path) -> None:
             ],
         }
         results: dict[str, dict[str, list[float]]] = {}
+        degraded: dict[str, list[str]] = {v: [] for v in variants}
         rss: dict[str, dict[str, list[float]]] = {}
         for variant, stdio in variants.items():
             backends = stdio + http_backends
@@ -706,20 +727,25 @@ def section_4(report: Report, tmp: Path) -> None:
 
             def one(
                 config: Path = config, specs: list[dict[str, Any]] = specs
-            ) -> tuple[tuple[float, float | None], tuple[float, float | None]]:
+            ) -> tuple[ReadyRun, tuple[float, float | None]]:
                 ours = _router_ready(config, 20, 20 * tools)
                 return ours, _start_direct_discovery(specs, tmp / "specs.json")
 
             for _ in range(plan.repeats):
-                (rt, rm), (dt_, dm) = clean_sync(report, one)
-                res["router"].append(rt)
-                mem["router"].append(rm or math.nan)
+                ours, (dt_, dm) = clean_sync(report, one)
+                res["router"].append(ours.seconds)
+                mem["router"].append(ours.rss or math.nan)
                 res["direct"].append(dt_)
                 mem["direct"].append(dm or math.nan)
+                if ours.complete_after is not None:
+                    degraded[variant].append(
+                        f"{ours.connected}/20 connected at ready ({ours.seconds:.2f} s), all "
+                        f"at {ours.complete_after:.2f} s"
+                    )
         # The router alone: 10 HTTP backends only (no children to start), and bare imports.
         http_only = write_config(tmp / "ready-http-only.yaml", http_backends)
         http_only_times = [
-            clean_sync(report, lambda: _router_ready(http_only, 10, 10 * tools))[0]
+            clean_sync(report, lambda: _router_ready(http_only, 10, 10 * tools)).seconds
             for _ in range(plan.repeats)
         ]
         floor = [_import_floor() for _ in range(plan.repeats)]
@@ -736,9 +762,16 @@ def section_4(report: Report, tmp: Path) -> None:
                 _ratio(r, d),
                 "<= 2 s" if primary else "",
                 r <= 2.0 if primary else None,
-                "direct = one SDK process connecting to the same 20",
+                "direct = one SDK process connecting to the same 20"
+                + (
+                    f"; {len(degraded[variant])} repeat(s) ready before every backend was in"
+                    if degraded[variant]
+                    else ""
+                ),
             )
         )
+        for line in degraded[variant]:
+            report.detail(f"  - {variant}: router {line}")
         report.detail(
             f"- ready, {variant}: router [{_rounds(res['router'])}] s, direct "
             f"[{_rounds(res['direct'])}] s"
@@ -984,9 +1017,15 @@ def render(report: Report, elapsed: float) -> str:
 
 
 def _timed(report: Report, name: str, fn: Callable[[], None]) -> None:
+    """Run one section; a failure is reported in the table and the run goes on."""
     t0 = time.monotonic()
     print(f"== {name}", flush=True)
-    fn()
+    try:
+        fn()
+    except Exception as exc:  # one broken section must not lose the others' figures
+        traceback.print_exc()
+        text = f"{type(exc).__name__}: {exc}".replace("|", "/").replace("\n", " ")[:300]
+        report.add(Row(name.split()[0], f"{name}: FAILED ({text})", "", None, None, ok=False))
     print(f"   ({time.monotonic() - t0:.1f} s)", flush=True)
 
 
@@ -1008,8 +1047,12 @@ def _with_devnull(fn: Callable[..., Any], *args: Any) -> None:
         _run_async(fn, *args, devnull)
 
 
+class BenchTimeout(BaseException):
+    """The whole run exceeded its limit (a BaseException: no section may swallow it)."""
+
+
 def _on_alarm(_signum: int, _frame: Any) -> None:
-    raise TimeoutError(f"benchmark exceeded its {GLOBAL_LIMIT_S} s limit")
+    raise BenchTimeout(f"benchmark exceeded its {GLOBAL_LIMIT_S} s limit")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -439,3 +439,22 @@ def test_state_is_a_str_enum() -> None:
 def test_rejects_invalid_settings(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         CircuitBreaker("db", **kwargs)  # type: ignore[arg-type]
+
+
+def test_trial_now_moves_an_open_circuit_to_half_open_before_its_timeout() -> None:
+    clock = [0.0]
+    breaker = CircuitBreaker("db", failure_threshold=1, timeout_seconds=60, clock=lambda: clock[0])
+    permit = breaker.acquire()
+    assert permit is not None
+    permit.failure("boom")
+    assert breaker.state is CircuitState.OPEN
+    clock[0] = 1.0  # far from the 60 s timeout
+    breaker.trial_now()
+    assert breaker.state is CircuitState.HALF_OPEN
+    assert breaker.acquire() is not None  # a trial call is admitted at once
+
+
+def test_trial_now_leaves_a_closed_circuit_closed() -> None:
+    breaker = CircuitBreaker("db")
+    breaker.trial_now()
+    assert breaker.state is CircuitState.CLOSED

@@ -507,7 +507,7 @@ async def test_fallback_chain_uses_secondary_while_primary_is_down_then_primary_
 # ------------------------------------------------------------------ no orphans after exit
 
 
-@pytest.mark.parametrize("exit_by", ["http-sigterm", "stdio-stdin-eof"])
+@pytest.mark.parametrize("exit_by", ["http-sigterm", "stdio-stdin-eof", "stdio-sigterm"])
 def test_no_backend_process_outlives_the_router(tmp_path: Path, exit_by: str) -> None:
     pid_files = [tmp_path / f"b{i}.pid" for i in range(2)]
     config = write_config(
@@ -543,7 +543,7 @@ def test_no_backend_process_outlives_the_router(tmp_path: Path, exit_by: str) ->
         pids = [int(v) for p in pid_files for v in p.read_text().split()]
         assert len(pids) == 4 and all(process_alive(p) for p in pids)  # 2 servers + 2 children
 
-        if exit_by == "http-sigterm":
+        if exit_by.endswith("sigterm"):
             router.send_signal(signal.SIGTERM)
         else:
             assert router.stdin is not None

@@ -416,12 +416,6 @@ async def test_restarted_backend_is_rediscovered_and_its_stderr_is_in_the_router
         assert text.count("backend 'alpha' connected over http") == 2  # re-initialized once
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway/server.py SessionRegistry keeps the per-request ServerSession proxies "
-    "(mcp 2.3 builds one per request) in a WeakSet, so they are gone when broadcast runs; "
-    "it should register the connection (session._connection), which has send_*_list_changed",
-)
 async def test_clients_get_list_changed_when_a_restarted_backend_changed_its_tools() -> None:
     from mcp_router.gateway.server import build_router
     from mcp_router.settings import load_settings

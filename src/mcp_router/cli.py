@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -105,11 +106,33 @@ async def _serve(config: RouterConfig, settings: RouterSettings) -> None:
         settings.transport,
     )
     if settings.transport == "stdio":
-        await router.server.run_stdio_async(show_banner=False)
+        await _serve_stdio(router)
         return
     from mcp_router.gateway.http import serve_http
 
     await serve_http(router)
+
+
+async def _serve_stdio(router: Any) -> None:
+    """The stdio front, with SIGTERM/SIGINT stopping the backends before the process exits.
+
+    The SDK reads stdin in a thread that cannot be interrupted, so a signal cannot unwind the
+    server normally: stop every backend (children and their process groups) and exit.
+    """
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with anyio.create_task_group() as tg:
+
+            async def on_signal() -> None:
+                async for signum in signals:
+                    logger.info("signal %d: stopping the backends and exiting", signum)
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+                        await router.stop(force=True)
+                    logging.shutdown()
+                    os._exit(0)
+
+            tg.start_soon(on_signal)
+            await router.server.run_stdio_async(show_banner=False)
+            tg.cancel_scope.cancel()
 
 
 async def _check(config: RouterConfig, settings: RouterSettings, as_json: bool) -> int:

@@ -302,6 +302,7 @@ class Backend:
         self.protocol_version = client.protocol_version
         self.server_info = client.server_info
         self.last_error = None
+        self.breaker.trial_now()  # a fresh session: let trial calls decide, not the clock
         counts = catalog.counts
         logger.info(
             "backend '%s' connected over %s (protocol %s): %d tools, %d resources, "

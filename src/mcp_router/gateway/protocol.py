@@ -60,7 +60,7 @@ class _Subscription:
     def __init__(self, backend: str, original_uri: str) -> None:
         self.backend = backend
         self.original_uri = original_uri
-        # connection id -> (request-bound session of the subscribe request, exposed URI)
+        # connection id -> (the client's connection, weakly; exposed URI)
         self.clients: dict[int, tuple[weakref.ref[Any], str]] = {}
 
 
@@ -137,8 +137,8 @@ class ProtocolRelay:
             except BackendError as exc:
                 raise MCPError(types.INTERNAL_ERROR, f"mcp-router: {exc}") from exc
             sub = self._subs[key] = _Subscription(backend.name, original)
-        session = ctx.session
-        sub.clients[id(session._connection)] = (weakref.ref(session), params.uri)
+        connection = ctx.session._connection
+        sub.clients[id(connection)] = (weakref.ref(connection), params.uri)
         return types.EmptyResult()
 
     async def _unsubscribe(
@@ -179,12 +179,12 @@ class ProtocolRelay:
         if sub is None:
             return
         for connection_id, (ref, exposed) in list(sub.clients.items()):
-            session = ref()
-            if session is None:
+            connection = ref()
+            if connection is None:
                 del sub.clients[connection_id]
                 continue
             try:
-                await session.send_resource_updated(exposed)
+                await connection.send_resource_updated(exposed)
             except Exception as exc:  # the client went away
                 logger.debug("resources/updated to a closed client dropped: %s", exc)
                 del sub.clients[connection_id]

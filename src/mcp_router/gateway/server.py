@@ -49,9 +49,11 @@ INSTRUCTIONS = (
 
 
 class SessionRegistry(Middleware):
-    """Remembers connected client sessions, to tell them when the catalog changes.
+    """Remembers connected clients, to tell them all when the catalog changes.
 
-    FastMCP only notifies the calling client; the router must reach every client.
+    FastMCP only notifies the calling client; the router must reach every client. The SDK
+    builds a session object per request, so what is remembered is the client's connection
+    (weakly: a connection that ends is forgotten with it).
     """
 
     def __init__(self) -> None:
@@ -60,9 +62,9 @@ class SessionRegistry(Middleware):
     async def on_request(self, context: MiddlewareContext[Any], call_next: Any) -> Any:
         ctx = context.fastmcp_context
         if ctx is not None and ctx.request_context is not None:
-            session = ctx.request_context.session
-            if session is not None and hasattr(session, "send_tool_list_changed"):
-                self._sessions.add(session)
+            connection = client_connection(ctx.request_context.session)
+            if connection is not None:
+                self._sessions.add(connection)
         return await call_next(context)
 
     def __len__(self) -> int:
@@ -81,6 +83,14 @@ class SessionRegistry(Middleware):
             except Exception as exc:  # a client that went away: forget it
                 logger.debug("list_changed to a closed session dropped: %s", exc)
                 self._sessions.discard(session)
+
+
+def client_connection(session: Any) -> Any:
+    """The long-lived connection behind a per-request server session (None if it has none)."""
+    connection = getattr(session, "_connection", None)
+    if connection is not None and hasattr(connection, "send_tool_list_changed"):
+        return connection
+    return None
 
 
 @dataclass
@@ -150,9 +160,12 @@ class Router:
         finally:
             self.ready.set()  # never leave a starter waiting, even if start-up failed
 
-    async def stop(self) -> None:
-        """Stop the backends (children and their process groups included) once unused."""
-        self._users -= 1
+    async def stop(self, *, force: bool = False) -> None:
+        """Stop the backends (children and their process groups included) once unused.
+
+        ``force`` stops them whoever still uses them (the process is about to exit).
+        """
+        self._users = 0 if force else self._users - 1
         if self._users > 0 or self._task is None:
             return
         task, self._task = self._task, None

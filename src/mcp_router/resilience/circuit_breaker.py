@@ -370,6 +370,15 @@ class CircuitBreaker:
         if self._is_current(permit) and permit.is_trial and self._state is CircuitState.HALF_OPEN:
             self._trials_in_flight -= 1
 
+    def trial_now(self) -> None:
+        """End an OPEN period early: the backend is known to be back (a fresh session is up).
+
+        The circuit goes to HALF_OPEN at once, so trial calls decide whether it closes,
+        instead of everyone waiting out the rest of ``timeout_seconds``.
+        """
+        if self._state is CircuitState.OPEN:
+            self._transition(CircuitState.HALF_OPEN)
+
     def _maybe_half_open(self) -> None:
         if (
             self._state is CircuitState.OPEN
