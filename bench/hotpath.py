@@ -348,8 +348,12 @@ def start_backends(scenario: str, tmp: Path) -> tuple[list[Any], Path]:
 def main(argv: Iterable[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.hotpath", description=__doc__)
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="call")
-    parser.add_argument("--calls", type=int, help="operations per profiler (2000 / 30)")
-    parser.add_argument("--warmup", type=int, help="operations before profiling (200 / 5)")
+    parser.add_argument(
+        "--calls", type=int, help="operations per window (default 2000; 30 for list)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, help="operations before measuring (default 200; 5 for list)"
+    )
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall")
     parser.add_argument("--src", type=Path, help="profile the router from this source dir")
     parser.add_argument(
@@ -369,8 +373,8 @@ def main(argv: Iterable[str] | None = None) -> None:
         raise SystemExit("run with: uv run --with pyinstrument python -m bench.hotpath") from None
     if args.src is not None:
         procs.SRC_OVERRIDE.append(str(args.src.resolve()))
-    calls = args.calls or (2000 if args.scenario == "call" else 30)
-    warmup = args.warmup if args.warmup is not None else (200 if args.scenario == "call" else 5)
+    calls = args.calls or (30 if args.scenario == "list" else 2000)
+    warmup = args.warmup if args.warmup is not None else (5 if args.scenario == "list" else 200)
     out = BENCH / "profile" / args.scenario
     out.mkdir(parents=True, exist_ok=True)
     for name in DONE_FILES:

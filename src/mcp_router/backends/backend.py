@@ -152,6 +152,8 @@ class Backend:
         self._on_notification = on_notification
         # The client calls in flight here, to send what the backend raises to the right caller.
         self.calls = CallRegistry(config.name)
+        self._per_client: dict[int, Backend] = {}  # session_mode per_client: connection -> own
+        self._client_of: Backend | None = None  # set on a per-client session: its parent
         self._client: Client | None = None
         self._expired: Client | None = None  # a session closed because the server forgot it
         self._reconnect_now = False  # the session was lost in a way that warrants no backoff
@@ -596,6 +598,11 @@ class Backend:
         meta: dict[str, Any] | None = None,
     ) -> types.CallToolResult:
         """Call one of this backend's tools by its original name."""
+        target = await self.for_client()
+        if target is not self:
+            return await target.call_tool(
+                name, arguments, timeout=timeout, progress_callback=progress_callback, meta=meta
+            )
         t = timeout or self.request_timeout
         front = current_call.get()
         if front is not None:
@@ -614,6 +621,42 @@ class Backend:
         finally:
             if front is not None:
                 self.calls.leave(front)
+
+    async def for_client(self) -> Backend:
+        """The backend to use for the current call: itself, or in ``session_mode: per_client``
+        the calling client's own session (opened on its first call, closed when it leaves)."""
+        if self.config.session_mode != "per_client" or self._client_of is not None:
+            return self
+        front = current_call.get()
+        connection = getattr(front.session, "_connection", None) if front else None
+        if connection is None or front is None or front.modern or self._tg is None:
+            return self  # no lasting client connection (2026-07-28 is stateless): shared
+        key = id(connection)
+        own = self._per_client.get(key)
+        if own is None:
+            own = Backend(
+                self.config,
+                request_timeout=self.request_timeout,
+                on_notification=self._on_notification,
+            )
+            own._client_of = self
+            own.breaker = self.breaker  # one backend, one circuit, however many sessions
+            self._per_client[key] = own
+            await self._tg.start(own.run)
+            # The connection unwinds its exit stack when the client goes away.
+            connection.exit_stack.callback(self._client_left, key)
+        await own.wait_first_attempt(self.config.connect_timeout_seconds)
+        return own
+
+    def _client_left(self, key: int) -> None:
+        own = self._per_client.pop(key, None)
+        if own is not None and self._tg is not None:
+            self._tg.start_soon(own.stop)
+
+    @property
+    def client_sessions(self) -> int:
+        """Per-client sessions open now (``session_mode: per_client``)."""
+        return len(self._per_client)
 
     @property
     def capabilities(self) -> types.ServerCapabilities | None:

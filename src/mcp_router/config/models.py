@@ -222,6 +222,9 @@ class BackendConfig(BaseModel):
     # Concurrent requests this backend may have in flight; beyond it a call fails at once with
     # an error naming the backend and the cap (None = no cap).
     max_in_flight: int | None = Field(default=None, ge=1)
+    # "per_client": every client gets its own session with this backend (for backends that
+    # keep per-client state, and so that sampling/elicitation always find their caller).
+    session_mode: Literal["shared", "per_client"] = "shared"
     routes: Annotated[list[RouteRule], BeforeValidator(_none_to_empty_list)] = Field(
         default_factory=list
     )

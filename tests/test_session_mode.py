@@ -1,0 +1,60 @@
+"""``session_mode: per_client``: each client gets its own backend session (here: process)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from support import write_config
+from test_faults import (
+    call,
+    process_alive,
+    router_client,
+    running_router,
+    stdio_backend,
+    wait_for,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def test_per_client_mode_gives_each_client_its_own_backend_process(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "per_client.yaml",
+        [stdio_backend("solo", session_mode="per_client")],
+    )
+    async with running_router(config) as router:
+        backend = router.manager.backends["solo"]
+        async with router_client(router) as a, router_client(router) as b:
+            first_a = await call(a, "solo_work", x=1)
+            first_b = await call(b, "solo_work", x=2)
+            again_a = await call(a, "solo_work", x=3)
+            assert first_a.ok and first_b.ok and again_a.ok, (first_a.text, first_b.text)
+            pid_a, pid_b = first_a.data["pid"], first_b.data["pid"]
+            assert pid_a != pid_b  # two clients, two backend processes
+            assert again_a.data["pid"] == pid_a  # a client keeps its own session
+            assert backend.client_sessions == 2
+        # The clients left: their sessions (and processes) are closed.
+        async def both_stopped() -> bool:
+            return not process_alive(pid_a) and not process_alive(pid_b)
+
+        await wait_for(
+            both_stopped,
+            15,
+            "per-client backend processes to stop after their clients left",
+        )
+        assert backend.client_sessions == 0
+
+
+async def test_shared_mode_serves_every_client_from_one_backend_process(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "shared.yaml", [stdio_backend("solo")])
+    async with (
+        running_router(config) as router,
+        router_client(router) as a,
+        router_client(router) as b,
+    ):
+        first_a = await call(a, "solo_work", x=1)
+        first_b = await call(b, "solo_work", x=2)
+        assert first_a.ok and first_b.ok
+        assert first_a.data["pid"] == first_b.data["pid"]
