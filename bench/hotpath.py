@@ -362,6 +362,12 @@ def main(argv: Iterable[str] | None = None) -> None:
         help="only the unprofiled window (CPU and GC per operation); writes no report",
     )
     parser.add_argument(
+        "--gc-threshold",
+        default="",
+        metavar="A,B,C",
+        help="experiment: gc.set_threshold(A, B, C) in the router before the measured windows",
+    )
+    parser.add_argument(
         "--gc-freeze",
         action="store_true",
         help="experiment: gc.collect() + gc.freeze() in the router before the measured windows",
@@ -389,7 +395,9 @@ def main(argv: Iterable[str] | None = None) -> None:
         backends, config = start_backends(args.scenario, tmp)
         log = (tmp / "router.log").open("wb")
         env = procs.child_env(
-            BENCH_PROFILE_CLOCK=args.clock, BENCH_GC_FREEZE="1" if args.gc_freeze else "0"
+            BENCH_PROFILE_CLOCK=args.clock,
+            BENCH_GC_FREEZE="1" if args.gc_freeze else "0",
+            BENCH_GC_THRESHOLD=args.gc_threshold,
         )
         cmd = [str(BENCH / "hotpath_target.py"), str(out), str(tmp), "--", "--config", str(config)]
         connect: Callable[[], Any]

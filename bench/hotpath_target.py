@@ -10,7 +10,8 @@
 
 - SIGWINCH: no profiler; first one starts timing the garbage collector (``gc.callbacks``) and
   the process's CPU (with ``BENCH_GC_FREEZE=1``, after ``gc.collect(); gc.freeze()``, to
-  measure what freezing the start-up heap would save); the second writes ``OUT_DIR/gc.json``.
+  measure what freezing the start-up heap would save; with ``BENCH_GC_THRESHOLD=a,b,c``, after
+  ``gc.set_threshold(a, b, c)``); the second writes ``OUT_DIR/gc.json``.
 
 Start-up and discovery are never profiled: the driver signals only around its measured calls.
 Everything else is the unchanged ``mcp-router`` entry point.
@@ -88,6 +89,9 @@ def _toggle_gc_timing(_signum: int, _frame: Any) -> None:
         if os.environ.get("BENCH_GC_FREEZE") == "1":
             gc.collect()
             gc.freeze()  # experiment: what `gc.freeze()` after start-up would save
+        if os.environ.get("BENCH_GC_THRESHOLD"):
+            # experiment: other collector thresholds, e.g. "10000,10,100"
+            gc.set_threshold(*(int(x) for x in os.environ["BENCH_GC_THRESHOLD"].split(",")))
         _state["gc"] = {}
         _state["gc_cpu0"] = time.process_time()
         gc.callbacks.append(_gc_callback)

@@ -52,6 +52,7 @@ from bench.procs import (
     ROOT,
     RUN_ID,
     child_env,
+    children_of,
     cpu_seconds,
     find_child,
     free_port,
@@ -265,6 +266,7 @@ def ready_body(port: int) -> dict[str, Any]:
 
 async def _latency_pair(
     report: Report,
+    section: str,
     label: str,
     direct: Any,
     router: Any,
@@ -295,11 +297,11 @@ async def _latency_pair(
     d50, r50 = median([r.p50 for r in d_runs]), median([r.p50 for r in r_runs])
     d99, r99 = median([r.p99 for r in d_runs]), median([r.p99 for r in r_runs])
     added = r50 - d50
-    report.add(Row("1" + label[0], f"{label} tools/call p50", "ms", d50, r50, _ratio(r50, d50)))
-    report.add(Row("1" + label[0], f"{label} tools/call p99", "ms", d99, r99, _ratio(r99, d99)))
+    report.add(Row(section, f"{label} tools/call p50", "ms", d50, r50, _ratio(r50, d50)))
+    report.add(Row(section, f"{label} tools/call p99", "ms", d99, r99, _ratio(r99, d99)))
     report.add(
         Row(
-            "1" + label[0],
+            section,
             f"{label} added latency (router p50 - direct p50)",
             "ms",
             None,
@@ -323,7 +325,7 @@ async def _latency_pair(
     if "router" in cpu:
         report.add(
             Row(
-                "1" + label[0],
+                section,
                 f"{label} router process CPU per call",
                 "ms",
                 None,
@@ -354,7 +356,8 @@ async def section_1a(report: Report, tmp: Path, devnull: TextIO) -> None:
         backend_pid = find_child(router_pid, "mcp_router.template")
         await _latency_pair(
             report,
-            "a stdio->stdio",
+            "1a",
+            "stdio->stdio",
             direct,
             router,
             {"router": router_pid, "router's backend": backend_pid},
@@ -380,8 +383,7 @@ async def section_1a(report: Report, tmp: Path, devnull: TextIO) -> None:
 
 
 def _children(ppid: int, needle: str) -> list[int]:
-    from bench.procs import children_of
-
+    """Pids of the children of ``ppid`` whose command line contains ``needle``."""
     out = []
     for pid in children_of(ppid):
         with contextlib.suppress(OSError):
@@ -430,7 +432,8 @@ async def section_1b(report: Report, stack: HttpStack) -> None:
     ):
         await _latency_pair(
             report,
-            "b HTTP->HTTP",
+            "1b",
+            "HTTP->HTTP",
             direct,
             router,
             {"router": stack.router.pid, "backend": stack.backend.pid},

@@ -35,6 +35,7 @@ async def test_per_client_mode_gives_each_client_its_own_backend_process(tmp_pat
             assert pid_a != pid_b  # two clients, two backend processes
             assert again_a.data["pid"] == pid_a  # a client keeps its own session
             assert backend.client_sessions == 2
+
         # The clients left: their sessions (and processes) are closed.
         async def both_stopped() -> bool:
             return not process_alive(pid_a) and not process_alive(pid_b)

@@ -189,15 +189,15 @@ def _url_transport(url: str) -> str:
     return "sse" if path.endswith("/sse") else "http"
 
 
-class _Placeholders(dict[str, str]):
-    """The real environment, with a harmless value for every variable it lacks."""
+class _StandIns(dict[str, str]):
+    """The real environment, with a harmless stand-in value for every variable it lacks."""
 
     def get(self, key: str, default: Any = None) -> str:  # type: ignore[override]
-        return super().get(key, "placeholder")
+        return super().get(key, "unset")
 
 
 def _validate(document: dict[str, Any], source: str) -> RouterConfig:
-    expanded = expand_env(document, _Placeholders(os.environ), source=source)
+    expanded = expand_env(document, _StandIns(os.environ), source=source)
     try:
         return RouterConfig.model_validate(expanded)
     except ValidationError as exc:
