@@ -347,6 +347,8 @@ class RoutingConfig(BaseModel):
     )
     tool_discovery: ToolDiscovery = "all"
     pinned_tools: _StrList = Field(default_factory=list)
+    # Page tools/resources/prompts lists with cursors, this many per page (None: one page).
+    list_page_size: int | None = Field(default=None, ge=1)
 
     @field_validator("namespace_separator")
     @classmethod

@@ -228,6 +228,7 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
         middleware=[sessions, limiter, UnknownNameMetrics(metrics), RoutingMiddleware(forwarder)],
         lifespan=lifespan,
         dereference_schemas=False,  # pass backend schemas through verbatim ($ref, $defs)
+        list_page_size=routing.list_page_size,
         on_duplicate="warn",
     )
     router = Router(config, settings, manager, engine, forwarder, server, sessions, metrics)
