@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import pstats
+import shutil
 import signal
 import sys
 import time
@@ -438,17 +439,21 @@ def main(argv: Iterable[str] | None = None) -> None:
     for name in DONE_FILES:
         with contextlib.suppress(FileNotFoundError):
             (out / name).unlink()
-    if args.gc_only:
-        print((out / "gc.json").read_text())
-        return
-    text = report(
-        out,
-        tmp / "pyinstrument.session",
-        args.scenario,
-        calls,
-        args.clock,
-        f"router VmHWM after profiling (profilers included): {rss or 0:.0f} MiB",
-    )
+    try:
+        if args.gc_only:
+            print((out / "gc.json").read_text())
+            return
+        text = report(
+            out,
+            tmp / "pyinstrument.session",
+            args.scenario,
+            calls,
+            args.clock,
+            f"router VmHWM after profiling (profilers included): {rss or 0:.0f} MiB",
+        )
+    finally:
+        log.close()
+        shutil.rmtree(tmp, ignore_errors=True)
     name = "PROFILE.md" if args.scenario == "call" else f"PROFILE-{args.scenario}.md"
     (BENCH / name).write_text(text)
     print(text)

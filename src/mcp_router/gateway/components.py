@@ -61,11 +61,13 @@ class ForwardingTool(Tool):
 
     def to_mcp_tool(self, **overrides: Any) -> types.Tool:
         """The backend's definition, verbatim but for the exposed name."""
+        # One dict read: pydantic's private-attribute lookup is slow on a 2,000-tool list.
+        wire: types.Tool = self.__pydantic_private__["_wire"]  # type: ignore[index]
         if (
-            overrides.get("name", self.name) == self._wire.name
+            overrides.get("name", wire.name) == wire.name
             and overrides.get("outputSchema", self.output_schema) is self.output_schema
         ):
-            return self._wire
+            return wire
         return super().to_mcp_tool(**overrides)
 
     async def run(self, arguments: dict[str, Any], context: Context | None = None) -> ToolResult:
