@@ -152,11 +152,15 @@ class ConfigReloader:
                 await self._poll_loop()
 
     async def _sighup_loop(self) -> None:
+        sighup = getattr(signal, "SIGHUP", None)
+        if sighup is None:  # no SIGHUP on this platform (Windows): polling still works
+            logger.debug("SIGHUP reload unavailable on this platform")
+            return
         with contextlib.ExitStack() as stack:
             try:
-                signals = stack.enter_context(anyio.open_signal_receiver(signal.SIGHUP))
-            except (NotImplementedError, RuntimeError, ValueError, AttributeError) as exc:
-                # Not the main thread, or no SIGHUP on this platform: polling still works.
+                signals = stack.enter_context(anyio.open_signal_receiver(sighup))
+            except (RuntimeError, ValueError) as exc:
+                # Not the main thread (an embedded router): polling still works.
                 logger.debug("SIGHUP reload unavailable: %s", exc)
                 return
             async for _ in signals:
