@@ -75,6 +75,15 @@ class ExposedTemplate:
 
 
 @dataclass(frozen=True)
+class ResolvedUri:
+    """Where an exposed resource URI leads: its group, original URI and, if listed, owners."""
+
+    group: str
+    original_uri: str
+    owners: tuple[str, ...] | None  # None: a template instance or unlisted resource
+
+
+@dataclass(frozen=True)
 class AggregatedIndex:
     """Everything every backend offers, namespaced; one immutable snapshot."""
 
@@ -84,6 +93,17 @@ class AggregatedIndex:
     templates: dict[str, ExposedTemplate] = field(default_factory=dict)
     uri_codec: UriCodec = field(default_factory=lambda: UriCodec([]))
     group_of_namespace: dict[str, str] = field(default_factory=dict)
+
+    def resolve_uri(self, exposed_uri: str) -> ResolvedUri | None:
+        """Map an exposed URI (listed, or an instance of a template) back to its backend side."""
+        listed = self.resources.get(exposed_uri)
+        if listed is not None:
+            return ResolvedUri(listed.group, listed.original_uri, listed.owners)
+        decoded = self.uri_codec.decode(exposed_uri)
+        if decoded is None:
+            return None
+        group = self.group_of_namespace.get(decoded[0])
+        return None if group is None else ResolvedUri(group, decoded[1], None)
 
     def signature(self) -> dict[str, frozenset[str]]:
         """What a client's lists would show, to tell which lists changed."""

@@ -99,16 +99,15 @@ class ProtocolRelay:
 
     def _owners(self, exposed_uri: str) -> tuple[list[Backend], str]:
         """The backends that can serve an exposed URI (by priority) and its original URI."""
-        index = self.manager.index
-        listed = index.resources.get(exposed_uri)
-        if listed is not None:
-            owners = [self.manager.backends[n] for n in listed.owners if n in self.manager.backends]
-            return sorted(owners, key=lambda b: b.priority), listed.original_uri
-        decoded = index.uri_codec.decode(exposed_uri)
-        if decoded is None or decoded[0] not in index.group_of_namespace:
+        resolved = self.manager.index.resolve_uri(exposed_uri)
+        if resolved is None:
             raise MCPError(types.INVALID_PARAMS, f"Unknown resource: {exposed_uri!r}")
-        members = self.manager.members(index.group_of_namespace[decoded[0]])
-        return sorted(members, key=lambda b: b.priority), decoded[1]
+        if resolved.owners is not None:
+            backends = self.manager.backends
+            members = [backends[n] for n in resolved.owners if n in backends]
+        else:
+            members = self.manager.members(resolved.group)
+        return sorted(members, key=lambda b: b.priority), resolved.original_uri
 
     @staticmethod
     def _supports_subscribe(backend: Backend) -> bool:

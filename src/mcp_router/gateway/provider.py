@@ -99,8 +99,7 @@ class RouterProvider(Provider):
         listed = current.resources.get(uri)
         if listed is not None:
             return listed
-        decoded = current.index.uri_codec.decode(uri)
-        if decoded is not None and decoded[0] in current.index.group_of_namespace:
+        if current.index.resolve_uri(uri) is not None:
             # An instance of a backend template (or an unlisted resource): read it through.
             return ForwardingResource.create(self._forwarder, uri)
         return None

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -147,20 +147,12 @@ class Forwarder:
 
     async def read_resource(self, exposed_uri: str) -> types.ReadResourceResult:
         """Read a resource (listed or a template instance) by its exposed URI."""
-        index = self.manager.index
-        listed = index.resources.get(exposed_uri)
-        serves: Callable[[Backend], bool] | None = None
-        if listed is not None:
-            group, original = listed.group, listed.original_uri
-            owners = listed.owners
-            serves = lambda b: b.name in owners  # noqa: E731
-        else:
-            decoded = index.uri_codec.decode(exposed_uri)
-            group_id = index.group_of_namespace.get(decoded[0]) if decoded else None
-            if decoded is None or group_id is None:
-                raise UnknownComponentError(f"unknown resource '{exposed_uri}'")
-            group, original = group_id, decoded[1]
-        decision = self.group_decision(exposed_uri, group, original, serves)
+        resolved = self.manager.index.resolve_uri(exposed_uri)
+        if resolved is None:
+            raise UnknownComponentError(f"unknown resource '{exposed_uri}'")
+        original, owners = resolved.original_uri, resolved.owners
+        serves = None if owners is None else (lambda b: b.name in owners)
+        decision = self.group_decision(exposed_uri, resolved.group, original, serves)
         return await self._run(
             "resource",
             exposed_uri,
@@ -304,8 +296,3 @@ def _no_backend_message(record: CallRecord, decision: RoutingDecision) -> str:
     if not parts:
         return f"no backend serves {record.kind} '{record.exposed}'"
     return f"no healthy backend for {record.kind} '{record.exposed}': " + " | ".join(parts)
-
-
-def backends_of(decision: RoutingDecision) -> Sequence[str]:
-    """Backend names of a decision's candidates, in order."""
-    return [c.backend.name for c in decision.candidates]
