@@ -39,7 +39,8 @@ def redact_text(text: str | None, secrets: list[str]) -> str | None:
     return text
 
 
-def _secrets_of(backend: Backend) -> list[str]:
+def backend_secrets(backend: Backend) -> list[str]:
+    """Values of this backend's config that management output must never show."""
     values = [v for v in backend.config.headers.values() if len(v) >= 4]
     values += [v for v in backend.config.env.values() if len(v) >= 8]
     # "Bearer abc" -> also hide "abc" on its own
@@ -61,14 +62,14 @@ def backend_summary(backend: Backend) -> dict[str, Any]:
         "error_count": breaker.total_failures,
         "in_flight": backend.in_flight,
         **backend.catalog.counts,
-        "last_error": redact_text(backend.last_error, _secrets_of(backend)),
+        "last_error": redact_text(backend.last_error, backend_secrets(backend)),
     }
 
 
 def backend_detail(backend: Backend) -> dict[str, Any]:
     """One backend in detail (for `router_get_backend_health`)."""
     probe = backend.last_probe
-    secrets = _secrets_of(backend)
+    secrets = backend_secrets(backend)
     detail = backend_summary(backend)
     detail.update(
         {
@@ -115,7 +116,8 @@ def breaker_snapshot(backend: Backend) -> dict[str, Any]:
     """The breaker's state, with its last failure reason redacted."""
     snap = dict(backend.breaker.snapshot())
     if "last_failure_reason" in snap:
-        snap["last_failure_reason"] = redact_text(snap["last_failure_reason"], _secrets_of(backend))
+        reason = snap["last_failure_reason"]
+        snap["last_failure_reason"] = redact_text(reason, backend_secrets(backend))
     return snap
 
 

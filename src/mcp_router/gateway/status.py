@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from mcp_router import __version__
-from mcp_router.gateway.management import _secrets_of, backend_summary, redact_text
+from mcp_router.gateway.management import backend_secrets, backend_summary, redact_text
 from mcp_router.routing.forwarder import CallRecord
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ def status_snapshot(router: Router, stats: CallStats, started_at: float) -> dict
     backends: list[dict[str, Any]] = []
     all_secrets: list[str] = []
     for backend in manager.backends.values():
-        secrets = _secrets_of(backend)
+        secrets = backend_secrets(backend)
         all_secrets += secrets
         summary = backend_summary(backend)
         summary["calls"] = stats.calls(backend.name)
