@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx2
+# Shared with the test suite: one implementation of the loopback process helpers.
+from tests.support import free_port as free_port
+from tests.support import kill_group as kill_group
+from tests.support import wait_http as wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
@@ -28,13 +30,6 @@ RUN_ID = uuid.uuid4().hex[:12]
 MARKER = "MCP_BENCH_RUN"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SRC_OVERRIDE: list[str] = []  # `--src DIR`: children import mcp_router from DIR instead
-
-
-def free_port() -> int:
-    """An ephemeral port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -56,21 +51,6 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def kill_group(proc: subprocess.Popen[Any], timeout: float = 5.0) -> None:
-    """Stop a child started with start_new_session=True, and everything in its group."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=timeout)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)  # stragglers left in the group
-
-
 def start(
     cmd: Sequence[str],
     *,
@@ -88,32 +68,6 @@ def start(
         start_new_session=True,
         cwd=ROOT,
     )
-
-
-def wait_http(
-    url: str,
-    timeout: float = 30.0,
-    proc: subprocess.Popen[Any] | None = None,
-    *,
-    status: int | None = None,
-    interval: float = 0.05,
-) -> float:
-    """Wait until ``url`` answers (with ``status`` if given); return the monotonic time it did."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    with httpx2.Client(timeout=1.0) as http:
-        while time.monotonic() < deadline:
-            if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
-            try:
-                response = http.get(url)
-                if status is None or response.status_code == status:
-                    return time.monotonic()
-                last = response.status_code
-            except httpx2.HTTPError as exc:  # not listening yet
-                last = exc
-            time.sleep(interval)
-    raise TimeoutError(f"{url} did not answer within {timeout}s: {last}")
 
 
 @contextlib.contextmanager

@@ -55,19 +55,29 @@ def kill_group(proc: subprocess.Popen[Any], timeout: float = 5.0) -> None:
         os.killpg(proc.pid, signal.SIGKILL)  # stragglers left in the group
 
 
-def wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen[Any] | None = None) -> None:
-    """Wait until ``url`` answers any HTTP status (the server is listening)."""
+def wait_http(
+    url: str,
+    timeout: float = 20.0,
+    proc: subprocess.Popen[Any] | None = None,
+    *,
+    status: int | None = None,
+    interval: float = 0.05,
+) -> float:
+    """Wait until ``url`` answers (with ``status`` if given); return the monotonic time it did."""
     deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
-        try:
-            httpx2.get(url, timeout=1.0)
-            return
-        except Exception as exc:  # not listening yet
-            last = exc
-            time.sleep(0.05)
+    last: object = None
+    with httpx2.Client(timeout=1.0) as http:
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
+            try:
+                response = http.get(url)
+                if status is None or response.status_code == status:
+                    return time.monotonic()
+                last = response.status_code
+            except httpx2.HTTPError as exc:  # not listening yet
+                last = exc
+            time.sleep(interval)
     raise TimeoutError(f"{url} did not answer within {timeout}s: {last}")
 
 
