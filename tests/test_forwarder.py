@@ -18,13 +18,13 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
-from mcp_router.backends.errors import (
+from mcp_router.backends.manager import AggregatedIndex, ExposedTool
+from mcp_router.config.models import RouterConfig, RouteRule
+from mcp_router.errors import (
     BackendConnectionError,
     BackendTimeoutError,
     BackendUnavailableError,
 )
-from mcp_router.backends.manager import AggregatedIndex, ExposedTool
-from mcp_router.config.models import RouterConfig, RouteRule
 from mcp_router.gateway.server import build_router
 from mcp_router.resilience import CircuitBreaker, CircuitState, RetryPolicy
 from mcp_router.routing.engine import RoutingEngine

@@ -25,8 +25,8 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import METHOD_NOT_FOUND
 
 from mcp_router.backends.backend import Backend, BackendState, ProbeResult
-from mcp_router.backends.errors import BackendConnectionError
 from mcp_router.config.models import BackendConfig, RouterConfig
+from mcp_router.errors import BackendConnectionError
 from mcp_router.resilience.circuit_breaker import CircuitBreaker, CircuitState
 from mcp_router.resilience.health import HealthChecker, resolve_endpoint
 from support import PYTHON, SERVERS, fastmcp_server, free_port, router_http, spawn, write_config

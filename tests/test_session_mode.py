@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
 
 from support import write_config
@@ -34,7 +36,6 @@ async def test_per_client_mode_gives_each_client_its_own_backend_process(tmp_pat
             pid_a, pid_b = first_a.data["pid"], first_b.data["pid"]
             assert pid_a != pid_b  # two clients, two backend processes
             assert again_a.data["pid"] == pid_a  # a client keeps its own session
-            assert backend.client_sessions == 2
 
         # The clients left: their sessions (and processes) are closed.
         async def both_stopped() -> bool:
@@ -45,7 +46,6 @@ async def test_per_client_mode_gives_each_client_its_own_backend_process(tmp_pat
             15,
             "per-client backend processes to stop after their clients left",
         )
-        assert backend.client_sessions == 0
 
 
 async def test_shared_mode_serves_every_client_from_one_backend_process(tmp_path: Path) -> None:
@@ -59,3 +59,39 @@ async def test_shared_mode_serves_every_client_from_one_backend_process(tmp_path
         first_b = await call(b, "solo_work", x=2)
         assert first_a.ok and first_b.ok
         assert first_a.data["pid"] == first_b.data["pid"]
+
+
+async def test_per_client_sessions_count_as_load_on_their_backend(tmp_path: Path) -> None:
+    """Calls on clients' own sessions are the backend's load: ``max_in_flight`` holds across
+    them and ``least_in_flight`` sees them (the backend reports them as in flight)."""
+    config = write_config(
+        tmp_path / "per_client_cap.yaml",
+        [stdio_backend("solo", session_mode="per_client", max_in_flight=1)],
+    )
+    async with running_router(config) as router:
+        backend = router.manager.backends["solo"]
+        async with router_client(router) as a, router_client(router) as b:
+            assert (await call(a, "solo_work", x=1)).ok  # open both sessions first
+            assert (await call(b, "solo_work", x=2)).ok
+            outcomes: list[Any] = []
+            seen_in_flight: list[int] = []
+
+            async def slow() -> None:
+                outcomes.append(await call(a, "solo_slow", seconds=1.5))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(slow)
+                await wait_for(
+                    lambda: _true(backend.in_flight == 1), 10, "the slow call to be in flight"
+                )
+                seen_in_flight.append(backend.in_flight)
+                capped = await call(b, "solo_work", x=3)
+            assert seen_in_flight == [1]
+            assert not capped.ok
+            assert "max_in_flight=1" in capped.text and "backend 'solo'" in capped.text
+            assert outcomes and outcomes[0].ok
+            assert backend.in_flight == 0
+
+
+async def _true(value: bool) -> bool:
+    return value

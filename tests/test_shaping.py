@@ -124,7 +124,7 @@ def test_index_namespaces_shaped_names_and_keeps_originals() -> None:
     backend.catalog = type(backend.catalog)(
         tools=_tools("create_issue", "delete_repo", "list_issues", "bad name!")
     )
-    index = build_index([backend], lambda b: b.namespace, "_", True)
+    index = build_index([backend], "_", True)
     assert set(index.tools) == {"gh_open_issue", "gh_list_issues", "gh_fine"}
     assert index.tools["gh_open_issue"].original_name == "create_issue"
     assert index.tools["gh_open_issue"].tool.name == "gh_open_issue"

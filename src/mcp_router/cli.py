@@ -227,9 +227,8 @@ def _print_check(summary: dict[str, Any], manager: Any) -> None:
         )
     print("tools:")
     for name, entry in manager.index.tools.items():
-        served_by = [
-            b.name for b in manager.members(entry.group) if b.serves_tool(entry.original_name)
-        ]
+        group = manager.groups[entry.group].members
+        served_by = [b.name for b in group if b.serves_tool(entry.original_name)]
         print(f"  {name:<40} -> {', '.join(served_by)} ({entry.original_name})")
     for kind in ("prompts", "resources", "resource_templates"):
         if summary[kind]:

@@ -42,25 +42,24 @@ from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
 from mcp_router.backends.catalog import BackendCatalog, discover, refresh
-from mcp_router.backends.errors import (
-    BackendConnectionError,
-    BackendError,
-    BackendTimeoutError,
-    BackendUnavailableError,
-)
 from mcp_router.backends.transports import (
     CONNECTION_LOST,
     INVALID_RESPONSE,
     NOT_REACHED,
-    OVER_CAPACITY,
-    ROUTER_MARK,
     SESSION_EXPIRED,
     make_http_client,
     open_transport,
     router_error_kind,
 )
+from mcp_router.call_context import CallRegistry, FrontCall, current_call
 from mcp_router.config.models import BackendConfig, RouteRule
-from mcp_router.gateway.relay import CallRegistry, current_call
+from mcp_router.errors import (
+    BackendConnectionError,
+    BackendError,
+    BackendOverCapacityError,
+    BackendTimeoutError,
+    BackendUnavailableError,
+)
 from mcp_router.resilience.circuit_breaker import CircuitBreaker
 
 logger = logging.getLogger("mcp_router.backend")
@@ -487,21 +486,12 @@ class Backend:
 
         When the session turns out to be expired (the backend restarted), the request is run
         once more on the new session as soon as the supervisor has opened it.
-        ``count_in_flight=False`` keeps health probes out of the load the router balances on.
+        ``count_in_flight=False`` keeps health probes out of the load the router balances on
+        (client requests go through `relayed`, which counts them and enforces the cap).
         """
         timeout = timeout or self.request_timeout
         wait = min(timeout, self.config.connect_timeout_seconds)
         client = await self._current_client(wait if wait_for_session else 0.0)
-        cap = self.config.max_in_flight
-        if count_in_flight and cap is not None and self.in_flight >= cap:
-            # Over the cap: fail at once (no queue hiding overload). A JSON-RPC error, not a
-            # BackendError, so the breaker is not charged for the router's own limit.
-            raise MCPError(
-                -32000,
-                f"backend '{self.name}' is at its concurrency cap (max_in_flight={cap}): "
-                "request rejected, retry shortly",
-                data={ROUTER_MARK: OVER_CAPACITY},  # the router's answer, not the backend's
-            )
         if count_in_flight:
             self.in_flight += 1
         try:
@@ -588,6 +578,35 @@ class Backend:
             error.args = (f"backend '{self.name}': {error.reason}",)
         return error
 
+    async def relayed(
+        self, op: Callable[[ClientSession], Awaitable[T]], *, timeout: float | None = None
+    ) -> T:
+        """Run a client's request (a call, read, prompt or completion) on this backend.
+
+        The request is registered as in flight for the calling client (`current_call`), so
+        what the backend raises meanwhile (logs, sampling, elicitation, roots) reaches that
+        client; in ``session_mode: per_client`` it runs on the client's own session. Load is
+        counted here, on this backend, whichever session serves it: ``least_in_flight`` and
+        ``max_in_flight`` see one backend, however many sessions it has.
+        """
+        cap = self.config.max_in_flight
+        if cap is not None and self.in_flight >= cap:
+            # Over the cap: fail at once (no queue hiding overload); not the backend's fault.
+            raise BackendOverCapacityError(self.name, cap)
+        self.in_flight += 1
+        front = current_call.get()
+        try:
+            target = await self.for_client(front)
+            if front is not None:
+                target.calls.enter(front)
+            try:
+                return await target.request(op, timeout=timeout, count_in_flight=False)
+            finally:
+                if front is not None:
+                    target.calls.leave(front)
+        finally:
+            self.in_flight -= 1
+
     async def call_tool(
         self,
         name: str,
@@ -598,36 +617,24 @@ class Backend:
         meta: dict[str, Any] | None = None,
     ) -> types.CallToolResult:
         """Call one of this backend's tools by its original name."""
-        target = await self.for_client()
-        if target is not self:
-            return await target.call_tool(
-                name, arguments, timeout=timeout, progress_callback=progress_callback, meta=meta
-            )
         t = timeout or self.request_timeout
-        front = current_call.get()
-        if front is not None:
-            self.calls.enter(front)
-        try:
-            return await self.request(
-                lambda s: s.call_tool(
-                    name,
-                    arguments,
-                    read_timeout_seconds=t,
-                    progress_callback=progress_callback,
-                    meta=meta,  # type: ignore[arg-type]
-                ),
-                timeout=t,
-            )
-        finally:
-            if front is not None:
-                self.calls.leave(front)
+        return await self.relayed(
+            lambda s: s.call_tool(
+                name,
+                arguments,
+                read_timeout_seconds=t,
+                progress_callback=progress_callback,
+                meta=meta,  # type: ignore[arg-type]
+            ),
+            timeout=t,
+        )
 
-    async def for_client(self) -> Backend:
-        """The backend to use for the current call: itself, or in ``session_mode: per_client``
-        the calling client's own session (opened on its first call, closed when it leaves)."""
+    async def for_client(self, front: FrontCall | None) -> Backend:
+        """The backend session for a client's request: this one, or in ``session_mode:
+        per_client`` the client's own session (opened on its first request, closed when the
+        client leaves)."""
         if self.config.session_mode != "per_client" or self._client_of is not None:
             return self
-        front = current_call.get()
         connection = getattr(front.session, "_connection", None) if front else None
         if connection is None or front is None or front.modern or self._tg is None:
             return self  # no lasting client connection (2026-07-28 is stateless): shared
@@ -652,11 +659,6 @@ class Backend:
         own = self._per_client.pop(key, None)
         if own is not None and self._tg is not None:
             self._tg.start_soon(own.stop)
-
-    @property
-    def client_sessions(self) -> int:
-        """Per-client sessions open now (``session_mode: per_client``)."""
-        return len(self._per_client)
 
     @property
     def capabilities(self) -> types.ServerCapabilities | None:

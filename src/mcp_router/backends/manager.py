@@ -16,6 +16,7 @@ import anyio
 import mcp_types as types
 
 from mcp_router.backends.backend import Backend
+from mcp_router.backends.group import BackendGroup, group_backends
 from mcp_router.config.models import BackendConfig, RouterConfig
 from mcp_router.naming import NameCodec, UriCodec
 from mcp_router.shaping import ShapedTool, shape_tools
@@ -140,14 +141,10 @@ class BackendManager:
 
     # ------------------------------------------------------------------ groups
 
-    @staticmethod
-    def group_id(backend: Backend) -> str:
-        """Backends sharing a namespace form one replica group ("" holds the unprefixed)."""
-        return backend.namespace
-
-    def members(self, group: str) -> list[Backend]:
-        """The backends of one replica group, in config order."""
-        return [b for b in self.backends.values() if self.group_id(b) == group]
+    @property
+    def groups(self) -> dict[str, BackendGroup[Backend]]:
+        """The replica groups (backends sharing a namespace; "" holds the unprefixed)."""
+        return group_backends(self.backends.values())
 
     def add_listener(self, listener: IndexListener) -> None:
         """Be told (with the set of changed list kinds) whenever the index changes."""
@@ -274,9 +271,7 @@ class BackendManager:
     async def rebuild(self) -> None:
         """Rebuild the aggregated index from every backend's current catalog."""
         old = self.index
-        self.index = build_index(
-            list(self.backends.values()), self.group_id, self.separator, self.prefixing
-        )
+        self.index = build_index(list(self.backends.values()), self.separator, self.prefixing)
         old_sig, new_sig = old.signature(), self.index.signature()
         changed = {kind for kind in new_sig if new_sig[kind] != old_sig[kind]}
         if changed or old.tools.keys() != self.index.tools.keys():
@@ -287,16 +282,9 @@ class BackendManager:
                     logger.exception("index listener failed")
 
 
-def build_index(
-    backends: Sequence[Backend],
-    group_id: Callable[[Backend], str],
-    separator: str,
-    prefixing: bool,
-) -> AggregatedIndex:
+def build_index(backends: Sequence[Backend], separator: str, prefixing: bool) -> AggregatedIndex:
     """Aggregate catalogs into exposed names; groups in config order claim names first."""
-    groups: dict[str, list[Backend]] = {}
-    for b in backends:
-        groups.setdefault(group_id(b), []).append(b)
+    groups = {ns: group.members for ns, group in group_backends(backends).items()}
     namespace_of = {g: g for g in groups}  # a group is named by its namespace
 
     tool_codec = NameCodec(separator=separator, prefixing=prefixing)

@@ -8,7 +8,7 @@ Cross-field rules that concern one location (for example a duplicate backend nam
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlparse
 
 from pydantic import (
@@ -52,6 +52,9 @@ DEFAULT_SOURCE = "<built-in default>"
 
 RoutingStrategy = Literal["path", "capability", "fallback"]
 LoadBalancing = Literal["round_robin", "least_in_flight"]
+# The names, defined once: the routing engine validates against these same tuples.
+ROUTING_STRATEGIES: tuple[str, ...] = get_args(RoutingStrategy)
+LOAD_BALANCING_MODES: tuple[str, ...] = get_args(LoadBalancing)
 Transport = Literal["stdio", "http", "sse"]
 """The resolved backend transport (``streamable-http`` is normalised to ``http``)."""
 ToolDiscovery = Literal["all", "search"]

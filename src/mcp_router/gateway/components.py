@@ -1,48 +1,78 @@
-"""FastMCP components that forward to backends through the `Forwarder`.
+"""FastMCP components that forward to backends through the one `CallEntry`.
 
 Each holds the backend's own MCP definition (renamed to its exposed name) and serves it back
 verbatim in lists: schemas, titles, annotations, icons and ``_meta`` pass through unchanged.
+Requests for them are normally answered by the routing middleware before FastMCP reaches the
+component; the component's own run/read/render is the same entry, for the request that
+arrives while the index is being swapped.
 """
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import mcp_types as types
-from fastmcp.exceptions import NotFoundError, PromptError, ResourceError, ToolError
-from fastmcp.prompts.base import Message, Prompt, PromptArgument, PromptResult
-from fastmcp.resources.base import Resource, ResourceContent, ResourceResult
+from fastmcp.exceptions import ResourceError
+from fastmcp.prompts.base import Prompt, PromptArgument, PromptResult
+from fastmcp.resources.base import Resource, ResourceResult
 from fastmcp.resources.template import ResourceTemplate
 from fastmcp.server.context import Context
+from fastmcp.server.dependencies import get_context
 from fastmcp.tools.base import Tool, ToolResult
-from mcp.shared.exceptions import MCPError
+from pydantic import PrivateAttr
 
-from mcp_router.gateway.relay import FrontCall
-from mcp_router.routing.forwarder import Forwarder, RoutingError, UnknownComponentError
+from mcp_router.gateway.entry import CallEntry
 
 
-def progress_forwarder(context: Context | None) -> Any:
-    """A per-call progress callback relaying backend progress to this call's client only.
+class VerbatimResourceResult(ResourceResult):
+    """A backend's ``resources/read`` result, carried through FastMCP unchanged."""
 
-    The front session and progress token are captured now, not looked up when progress
-    arrives: the SDK runs the callback in the backend session's reader task, where the
-    front request's context is gone (stdio and SSE backends).
-    """
-    call = FrontCall.from_context(context)
-    if call is None or call.progress_token is None:
+    _wire: types.ReadResourceResult = PrivateAttr()
+
+    @classmethod
+    def of(cls, wire: types.ReadResourceResult) -> VerbatimResourceResult:
+        """Wrap the backend's result."""
+        result = cls(contents=[])
+        result._wire = wire
+        return result
+
+    def to_mcp_result(self, uri: Any) -> types.ReadResourceResult:
+        """The backend's result as it came (contents, ``_meta``)."""
+        return self._wire
+
+
+class VerbatimPromptResult(PromptResult):
+    """A backend's ``prompts/get`` result, carried through FastMCP unchanged."""
+
+    _wire: types.GetPromptResult = PrivateAttr()
+
+    @classmethod
+    def of(cls, wire: types.GetPromptResult) -> VerbatimPromptResult:
+        """Wrap the backend's result."""
+        result = cls(messages=[])
+        result._wire = wire
+        return result
+
+    def to_mcp_prompt_result(self) -> types.GetPromptResult:
+        """The backend's result as it came (messages, description, ``_meta``)."""
+        return self._wire
+
+
+def _context() -> Context | None:
+    try:
+        return get_context()
+    except RuntimeError:  # no request context (called outside a request)
         return None
-    return call.progress
 
 
 class ForwardingTool(Tool):
     """A backend tool, exposed under its namespaced name."""
 
-    _forwarder: Forwarder
+    _entry: CallEntry
     _wire: types.Tool
 
     @classmethod
-    def create(cls, forwarder: Forwarder, wire: types.Tool) -> ForwardingTool:
+    def create(cls, entry: CallEntry, wire: types.Tool) -> ForwardingTool:
         """Wrap a backend tool definition whose name is already the exposed name."""
         tool = cls(
             name=wire.name,
@@ -55,7 +85,7 @@ class ForwardingTool(Tool):
             meta=wire.meta,
             execution=wire.execution,
         )
-        tool._forwarder = forwarder
+        tool._entry = entry
         tool._wire = wire
         return tool
 
@@ -72,63 +102,19 @@ class ForwardingTool(Tool):
 
     async def run(self, arguments: dict[str, Any], context: Context | None = None) -> ToolResult:
         """Route the call and return the backend's result unchanged."""
-        if context is None:
-            from fastmcp.server.dependencies import get_context
-
-            context = get_context()
-        try:
-            result = await self._forwarder.call_tool(
-                self.name, arguments, progress_callback=progress_forwarder(context)
-            )
-        except UnknownComponentError as exc:
-            raise NotFoundError(str(exc)) from exc
-        except RoutingError as exc:
-            raise ToolError(f"mcp-router: {exc}") from exc
+        result = await self._entry.call_tool(context or _context(), self.name, arguments)
         return ToolResult.from_mcp_result(result)
-
-
-# -32002 is the spec's "resource not found"; -32602 is what FastMCP and the SDK send for it.
-_NOT_FOUND_CODES = frozenset({-32002, types.INVALID_PARAMS})
-
-
-def _resource_result(result: types.ReadResourceResult) -> ResourceResult:
-    contents: list[ResourceContent] = []
-    for item in result.contents:
-        if isinstance(item, types.TextResourceContents):
-            contents.append(ResourceContent(item.text, mime_type=item.mime_type, meta=item.meta))
-        elif isinstance(item, types.BlobResourceContents):
-            contents.append(
-                ResourceContent(
-                    base64.b64decode(item.blob), mime_type=item.mime_type, meta=item.meta
-                )
-            )
-    return ResourceResult(contents=contents, meta=result.meta)
-
-
-async def _read(forwarder: Forwarder, uri: str) -> ResourceResult:
-    try:
-        result = await forwarder.read_resource(uri)
-    except UnknownComponentError as exc:
-        raise NotFoundError(str(exc)) from exc
-    except RoutingError as exc:
-        raise ResourceError(f"mcp-router: {exc}") from exc
-    except MCPError as exc:
-        if exc.error.code in _NOT_FOUND_CODES:
-            # The backend knows only its own URI; the client asked for the exposed one.
-            raise NotFoundError(f"Unknown resource: {uri!r}") from exc
-        raise ResourceError(exc.error.message) from exc
-    return _resource_result(result)
 
 
 class ForwardingResource(Resource):
     """A backend resource (listed, or an instance of a backend template)."""
 
-    _forwarder: Forwarder
+    _entry: CallEntry
     _wire: types.Resource | None = None
 
     @classmethod
     def create(
-        cls, forwarder: Forwarder, uri: str, wire: types.Resource | None = None
+        cls, entry: CallEntry, uri: str, wire: types.Resource | None = None
     ) -> ForwardingResource:
         """Wrap a resource whose URI is already the exposed URI."""
         if wire is not None:
@@ -144,7 +130,7 @@ class ForwardingResource(Resource):
             )
         else:
             res = cls(uri=uri, name=uri)
-        res._forwarder = forwarder
+        res._entry = entry
         res._wire = wire
         return res
 
@@ -156,7 +142,7 @@ class ForwardingResource(Resource):
 
     async def read(self) -> ResourceResult:
         """Read through the router."""
-        return await _read(self._forwarder, str(self.uri))
+        return VerbatimResourceResult.of(await self._entry.read_resource(_context(), str(self.uri)))
 
     async def _read(self) -> ResourceResult:
         return await self.read()
@@ -165,11 +151,11 @@ class ForwardingResource(Resource):
 class ForwardingTemplate(ResourceTemplate):
     """A backend resource template, exposed with a namespaced URI template."""
 
-    _forwarder: Forwarder
+    _entry: CallEntry
     _wire: types.ResourceTemplate
 
     @classmethod
-    def create(cls, forwarder: Forwarder, wire: types.ResourceTemplate) -> ForwardingTemplate:
+    def create(cls, entry: CallEntry, wire: types.ResourceTemplate) -> ForwardingTemplate:
         """Wrap a template whose URI template is already the exposed one."""
         tpl = cls(
             uri_template=wire.uri_template,
@@ -182,7 +168,7 @@ class ForwardingTemplate(ResourceTemplate):
             meta=wire.meta,
             parameters={},
         )
-        tpl._forwarder = forwarder
+        tpl._entry = entry
         tpl._wire = wire
         return tpl
 
@@ -193,7 +179,7 @@ class ForwardingTemplate(ResourceTemplate):
         return super().to_mcp_template(**overrides)
 
     async def _read(self, uri: str, params: dict[str, Any]) -> ResourceResult:
-        return await _read(self._forwarder, uri)
+        return VerbatimResourceResult.of(await self._entry.read_resource(_context(), uri))
 
     async def read(self, arguments: dict[str, Any]) -> ResourceResult:
         """Not used: reads go through `_read` with the concrete URI."""
@@ -203,11 +189,11 @@ class ForwardingTemplate(ResourceTemplate):
 class ForwardingPrompt(Prompt):
     """A backend prompt, exposed under its namespaced name."""
 
-    _forwarder: Forwarder
+    _entry: CallEntry
     _wire: types.Prompt
 
     @classmethod
-    def create(cls, forwarder: Forwarder, wire: types.Prompt) -> ForwardingPrompt:
+    def create(cls, entry: CallEntry, wire: types.Prompt) -> ForwardingPrompt:
         """Wrap a prompt definition whose name is already the exposed name."""
         prompt = cls(
             name=wire.name,
@@ -222,7 +208,7 @@ class ForwardingPrompt(Prompt):
             icons=wire.icons,
             meta=wire.meta,
         )
-        prompt._forwarder = forwarder
+        prompt._entry = entry
         prompt._wire = wire
         return prompt
 
@@ -235,14 +221,4 @@ class ForwardingPrompt(Prompt):
     async def render(self, arguments: dict[str, Any] | None = None) -> PromptResult:
         """Get the prompt from its backend."""
         args = {k: v if isinstance(v, str) else str(v) for k, v in (arguments or {}).items()}
-        try:
-            result = await self._forwarder.get_prompt(self.name, args)
-        except UnknownComponentError as exc:
-            raise NotFoundError(str(exc)) from exc
-        except RoutingError as exc:
-            raise PromptError(f"mcp-router: {exc}") from exc
-        return PromptResult(
-            messages=[Message(content=m.content, role=m.role) for m in result.messages],
-            description=result.description,
-            meta=result.meta,
-        )
+        return VerbatimPromptResult.of(await self._entry.get_prompt(_context(), self.name, args))

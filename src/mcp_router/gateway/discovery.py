@@ -6,7 +6,7 @@ Instead of listing hundreds of backend tools, the router lists only the tools ma
 * ``router_search_tools(query, limit)``: BM25 ranking over each tool's exposed name, title,
   description and parameter names; returns exposed names, descriptions and input schemas;
 * ``router_call_tool(name, arguments)``: calls a tool by exposed name through the same
-  :class:`~mcp_router.routing.forwarder.Forwarder` path as a direct ``tools/call``.
+  :class:`~mcp_router.gateway.entry.CallEntry` as a direct ``tools/call`` (caller context included).
 
 Unlisted tools stay callable directly by their exposed name (as with FastMCP's own search
 transform); only the listing changes.
@@ -36,8 +36,7 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from mcp_router.backends.manager import AggregatedIndex, BackendManager, ExposedTool
-from mcp_router.gateway.components import progress_forwarder
-from mcp_router.routing.forwarder import Forwarder, RoutingError, UnknownComponentError
+from mcp_router.gateway.entry import CallEntry
 
 __all__ = [
     "DISCOVERY_INSTRUCTIONS",
@@ -192,9 +191,7 @@ class _Searcher:
 _READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 
 
-def register_discovery_tools(
-    server: FastMCP, manager: BackendManager, forwarder: Forwarder
-) -> None:
+def register_discovery_tools(server: FastMCP, manager: BackendManager, entry: CallEntry) -> None:
     """Add ``router_search_tools`` and ``router_call_tool`` to the server."""
     searcher = _Searcher(manager)
 
@@ -243,14 +240,10 @@ def register_discovery_tools(
 
         The call is routed exactly like a direct call of that tool (failover, retries,
         circuit breakers) and its result is returned unchanged."""
-        try:
-            result = await forwarder.call_tool(
-                name, arguments or {}, progress_callback=progress_forwarder(ctx)
-            )
-        except UnknownComponentError as exc:
+        if name not in manager.index.tools:
             raise ToolError(
                 f"unknown tool '{name}': use router_search_tools to find exposed tool names"
-            ) from exc
-        except RoutingError as exc:
-            raise ToolError(f"mcp-router: {exc}") from exc
-        return ToolResult.from_mcp_result(result)
+            )
+        # The same entry as a direct call: the caller's context (progress, sampling,
+        # elicitation, roots, per-client session) and the backend's result unchanged.
+        return ToolResult.from_mcp_result(await entry.call_tool(ctx, name, arguments or {}))

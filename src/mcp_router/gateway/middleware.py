@@ -1,11 +1,13 @@
-"""The routing middleware: the hot path of every routed ``tools/call``.
+"""The routing middleware: the hot path of every routed request.
 
-FastMCP's generic path resolves a tool through every provider (a gather per call), wraps the
-result in a `ToolResult` and converts it back. A routed call needs none of that: the index
-already knows the name, and the backend's `CallToolResult` is exactly what the client must get.
-This middleware answers routed names itself and hands the backend's result to the wire
-unchanged (FastMCP passes non-`ToolResult` results through); every other name (the ``router_*``
-tools, unknown names) continues down FastMCP's normal path.
+FastMCP's generic path resolves a component through every provider (a gather per call), wraps
+the result in its own result type and converts it back. A routed request needs none of that:
+the index already knows the name, and the backend's result is exactly what the client must
+get. This middleware answers routed ``tools/call``, ``resources/read`` and ``prompts/get``
+itself through the one `CallEntry` and hands the backend's result to the wire unchanged;
+every other name (the router's own ``router_*`` tools, unknown names) continues down
+FastMCP's normal path. The router's own tools are resolved first: the index never holds a
+name that shadows them (see `mcp_router.naming.RESERVED_PREFIX`).
 """
 
 from __future__ import annotations
@@ -15,38 +17,40 @@ from typing import Any
 import mcp_types as types
 from fastmcp.server.middleware import Middleware, MiddlewareContext
 
-from mcp_router.gateway.relay import FrontCall, current_call
-from mcp_router.routing.forwarder import Forwarder, RoutingError
+from mcp_router.backends.manager import BackendManager
+from mcp_router.gateway.components import VerbatimPromptResult, VerbatimResourceResult
+from mcp_router.gateway.entry import CallEntry
 
 
 class RoutingMiddleware(Middleware):
-    """Routes calls to exposed backend tools straight to the `Forwarder`."""
+    """Routes requests for exposed backend names straight to the `CallEntry`."""
 
-    def __init__(self, forwarder: Forwarder) -> None:
-        self._forwarder = forwarder
-        self._manager = forwarder.manager  # the index is read live: it is swapped on change
+    def __init__(self, entry: CallEntry, manager: BackendManager) -> None:
+        self._entry = entry
+        self._manager = manager  # the index is read live: it is swapped on change
 
     async def on_call_tool(
         self, context: MiddlewareContext[types.CallToolRequestParams], call_next: Any
     ) -> Any:
         params = context.message
-        name = params.name
-        if name not in self._manager.index.tools:
+        if params.name not in self._manager.index.tools:
             return await call_next(context)
-        call = FrontCall.from_context(context.fastmcp_context)
-        token = current_call.set(call)
-        try:
-            return await self._forwarder.call_tool(
-                name,
-                params.arguments,
-                progress_callback=call.progress
-                if call and call.progress_token is not None
-                else None,
-            )
-        except RoutingError as exc:
-            return types.CallToolResult(
-                content=[types.TextContent(type="text", text=f"mcp-router: {exc}")],
-                is_error=True,
-            )
-        finally:
-            current_call.reset(token)
+        return await self._entry.call_tool(context.fastmcp_context, params.name, params.arguments)
+
+    async def on_read_resource(
+        self, context: MiddlewareContext[types.ReadResourceRequestParams], call_next: Any
+    ) -> Any:
+        uri = str(context.message.uri)
+        if self._manager.index.resolve_uri(uri) is None:
+            return await call_next(context)
+        wire = await self._entry.read_resource(context.fastmcp_context, uri)
+        return VerbatimResourceResult.of(wire)
+
+    async def on_get_prompt(
+        self, context: MiddlewareContext[types.GetPromptRequestParams], call_next: Any
+    ) -> Any:
+        params = context.message
+        if params.name not in self._manager.index.prompts:
+            return await call_next(context)
+        wire = await self._entry.get_prompt(context.fastmcp_context, params.name, params.arguments)
+        return VerbatimPromptResult.of(wire)

@@ -20,11 +20,14 @@ from typing import Any
 
 import mcp_types as types
 from fastmcp import FastMCP
+from fastmcp.server.dependencies import get_context
 from mcp.shared.exceptions import MCPError
 
 from mcp_router.backends.backend import Backend, BackendState
-from mcp_router.backends.errors import BackendError
 from mcp_router.backends.manager import BackendManager
+from mcp_router.errors import BackendError
+from mcp_router.gateway.entry import CallEntry
+from mcp_router.routing.engine import RoutingEngine
 
 logger = logging.getLogger("mcp_router.protocol")
 
@@ -67,8 +70,10 @@ class _Subscription:
 class ProtocolRelay:
     """Wires subscriptions, completions and backend messages between clients and backends."""
 
-    def __init__(self, manager: BackendManager) -> None:
+    def __init__(self, manager: BackendManager, engine: RoutingEngine, entry: CallEntry) -> None:
         self.manager = manager
+        self.engine = engine
+        self.entry = entry
         self._subs: dict[tuple[str, str], _Subscription] = {}
         self._backend_level: str | None = None  # most verbose level asked of the backends
 
@@ -98,16 +103,23 @@ class ProtocolRelay:
     # ------------------------------------------------------------------ resolution
 
     def _owners(self, exposed_uri: str) -> tuple[list[Backend], str]:
-        """The backends that can serve an exposed URI (by priority) and its original URI."""
+        """The backends that can serve an exposed URI, in routing order (breakers checked),
+        and its original URI."""
         resolved = self.manager.index.resolve_uri(exposed_uri)
         if resolved is None:
-            raise MCPError(types.INVALID_PARAMS, f"Unknown resource: {exposed_uri!r}")
-        if resolved.owners is not None:
-            backends = self.manager.backends
-            members = [backends[n] for n in resolved.owners if n in backends]
-        else:
-            members = self.manager.members(resolved.group)
-        return sorted(members, key=lambda b: b.priority), resolved.original_uri
+            raise MCPError(
+                types.INVALID_PARAMS,
+                f"Resource not found: {exposed_uri!r}",
+                data={"uri": exposed_uri},
+            )
+        owners = resolved.owners
+        decision = self.engine.group_candidates(
+            exposed_uri,
+            resolved.original_uri,
+            resolved.group,
+            None if owners is None else (lambda b: b.name in owners),
+        )
+        return decision.backends, resolved.original_uri  # type: ignore[return-value]
 
     @staticmethod
     def _supports_subscribe(backend: Backend) -> bool:
@@ -233,41 +245,11 @@ class ProtocolRelay:
         argument: types.CompletionArgument,
         context: types.CompletionContext | None,
     ) -> types.Completion | None:
-        index = self.manager.index
-        if isinstance(ref, types.PromptReference):
-            entry = index.prompts.get(ref.name)
-            if entry is None:
-                raise MCPError(types.INVALID_PARAMS, f"Unknown prompt: {ref.name!r}")
-            backend_ref: Any = types.PromptReference(type="ref/prompt", name=entry.original_name)
-            members = [
-                b
-                for b in self.manager.members(entry.group)
-                if entry.original_name in b.catalog.prompts
-            ]
-        else:
-            tpl = index.templates.get(ref.uri)
-            if tpl is None:
-                raise MCPError(types.INVALID_PARAMS, f"Unknown resource template: {ref.uri!r}")
-            backend_ref = types.ResourceTemplateReference(
-                type="ref/resource", uri=tpl.original_template
-            )
-            members = self.manager.members(tpl.group)
-        args = {"name": argument.name, "value": argument.value}
-        ctx_args = context.arguments if context is not None else None
-        for backend in sorted(members, key=lambda b: b.priority):
-            caps = backend.capabilities
-            if (
-                backend.state is not BackendState.CONNECTED
-                or caps is None
-                or caps.completions is None
-            ):
-                continue
-            try:
-                result = await backend.request(
-                    lambda s, b=backend_ref: s.complete(b, args, ctx_args)
-                )
-            except BackendError as exc:
-                logger.info("completion on '%s' failed: %s", backend.name, exc)
-                continue
-            return result.completion
+        return await self.entry.complete(_current_context(), ref, argument, context)
+
+
+def _current_context() -> Any:
+    try:
+        return get_context()
+    except RuntimeError:
         return None

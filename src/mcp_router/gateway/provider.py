@@ -18,7 +18,7 @@ from mcp_router.gateway.components import (
     ForwardingTemplate,
     ForwardingTool,
 )
-from mcp_router.routing.forwarder import Forwarder
+from mcp_router.gateway.entry import CallEntry
 
 
 class _Components:
@@ -27,24 +27,24 @@ class _Components:
     def __init__(
         self,
         index: AggregatedIndex,
-        forwarder: Forwarder,
+        call_entry: CallEntry,
         listed: Callable[[str], bool] | None = None,
     ) -> None:
         self.index = index
         self.tools = {
-            name: ForwardingTool.create(forwarder, entry.tool)
+            name: ForwardingTool.create(call_entry, entry.tool)
             for name, entry in index.tools.items()
         }
         self.prompts = {
-            name: ForwardingPrompt.create(forwarder, entry.prompt)
+            name: ForwardingPrompt.create(call_entry, entry.prompt)
             for name, entry in index.prompts.items()
         }
         self.resources = {
-            uri: ForwardingResource.create(forwarder, uri, entry.resource)
+            uri: ForwardingResource.create(call_entry, uri, entry.resource)
             for uri, entry in index.resources.items()
         }
         self.templates = [
-            ForwardingTemplate.create(forwarder, entry.template)
+            ForwardingTemplate.create(call_entry, entry.template)
             for entry in index.templates.values()
         ]
         # tool-discovery mode lists only pinned tools; every tool stays callable by name
@@ -63,20 +63,20 @@ class RouterProvider(Provider):
     def __init__(
         self,
         manager: BackendManager,
-        forwarder: Forwarder,
+        call_entry: CallEntry,
         *,
         listed: Callable[[str], bool] | None = None,
     ) -> None:
         super().__init__()
         self._manager = manager
-        self._forwarder = forwarder
+        self._entry = call_entry
         self._listed = listed
-        self._cache = _Components(manager.index, forwarder, listed)
+        self._cache = _Components(manager.index, call_entry, listed)
 
     def _current(self) -> _Components:
         index = self._manager.index
         if self._cache.index is not index:
-            self._cache = _Components(index, self._forwarder, self._listed)
+            self._cache = _Components(index, self._entry, self._listed)
         return self._cache
 
     async def _list_tools(self) -> Sequence[Tool]:
@@ -101,7 +101,7 @@ class RouterProvider(Provider):
             return listed
         if current.index.resolve_uri(uri) is not None:
             # An instance of a backend template (or an unlisted resource): read it through.
-            return ForwardingResource.create(self._forwarder, uri)
+            return ForwardingResource.create(self._entry, uri)
         return None
 
     async def _list_resource_templates(self) -> Sequence[ResourceTemplate]:

@@ -26,6 +26,7 @@ from mcp_router.gateway.discovery import (
     pinned_matcher,
     register_discovery_tools,
 )
+from mcp_router.gateway.entry import CallEntry
 from mcp_router.gateway.management import register_management_tools
 from mcp_router.gateway.metrics import RouterMetrics, UnknownNameMetrics
 from mcp_router.gateway.middleware import RoutingMiddleware
@@ -196,6 +197,7 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
         max_backoff=routing.retry.max_backoff_seconds,
     )
     forwarder = Forwarder(manager, engine, retry)
+    entry = CallEntry(forwarder)
     sessions = SessionRegistry()
     metrics = RouterMetrics(manager)
     forwarder.observers.append(metrics.observe)
@@ -225,8 +227,13 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
         auth=front_auth.provider,
         instructions=INSTRUCTIONS + (DISCOVERY_INSTRUCTIONS if search_mode else ""),
         version=__version__,
-        providers=[RouterProvider(manager, forwarder, listed=listed)],
-        middleware=[sessions, limiter, UnknownNameMetrics(metrics), RoutingMiddleware(forwarder)],
+        providers=[RouterProvider(manager, entry, listed=listed)],
+        middleware=[
+            sessions,
+            limiter,
+            UnknownNameMetrics(metrics),
+            RoutingMiddleware(entry, manager),
+        ],
         lifespan=lifespan,
         dereference_schemas=False,  # pass backend schemas through verbatim ($ref, $defs)
         list_page_size=routing.list_page_size,
@@ -236,10 +243,10 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
     router.front_auth, router.limiter, router.secret_extras = front_auth, limiter, secret_extras
     register_management_tools(server, manager, forwarder)
     if search_mode:
-        register_discovery_tools(server, manager, forwarder)
+        register_discovery_tools(server, manager, entry)
     _register_http_routes(router)
     register_status_routes(router)
-    relay = ProtocolRelay(manager)
+    relay = ProtocolRelay(manager, engine, entry)
     relay.attach(server)
     manager.add_message_listener(relay.on_backend_message)
     manager.add_backend_listener(relay.resubscribe)

@@ -46,8 +46,8 @@ import httpx2
 from mcp.shared.exceptions import MCPError
 
 from mcp_router.backends.backend import Backend, BackendState, ProbeResult
-from mcp_router.backends.errors import BackendError
 from mcp_router.backends.transports import router_error_kind
+from mcp_router.errors import BackendError
 from mcp_router.resilience.circuit_breaker import CircuitState
 
 __all__ = ["HealthChecker", "resolve_endpoint"]

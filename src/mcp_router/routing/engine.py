@@ -11,9 +11,15 @@ import fnmatch
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-from mcp_router.config.models import RouteRule
+from mcp_router.backends.group import BackendGroup, group_backends
+from mcp_router.config.models import (
+    LOAD_BALANCING_MODES,
+    ROUTING_STRATEGIES,
+    LoadBalancing,
+    RouteRule,
+)
 from mcp_router.resilience.circuit_breaker import CircuitBreaker, CircuitState
 
 __all__ = [
@@ -24,11 +30,12 @@ __all__ = [
     "RoutingEngine",
 ]
 
-LoadBalancingMode = Literal["round_robin", "least_in_flight"]
+LoadBalancingMode = LoadBalancing
 
-_STRATEGIES = frozenset({"path", "capability", "fallback"})
-_BALANCING = frozenset({"round_robin", "least_in_flight"})
+_STRATEGIES = frozenset(ROUTING_STRATEGIES)
+_BALANCING = frozenset(LOAD_BALANCING_MODES)
 _CAPABILITY_REASON = "capability"
+_GROUP_REASON = "replica group"
 # Round-robin counters are kept per exposed name; names come from clients, so bound the table.
 _MAX_COUNTERS = 4096
 
@@ -176,7 +183,8 @@ class RoutingEngine:
         self.load_balancing: LoadBalancingMode = load_balancing
         self._backends: tuple[RoutableBackend, ...] = ()
         self._rules: tuple[_CompiledRule, ...] = ()
-        self._groups: dict[str, tuple[RoutableBackend, ...]] = {}
+        self._groups: dict[str, BackendGroup[RoutableBackend]] = {}  # capability routing
+        self._all_groups: dict[str, BackendGroup[RoutableBackend]] = {}  # resources, prompts
         self._by_name: dict[str, RoutableBackend] = {}
         self._counters: dict[str, int] = {}
         self.update_backends(backends)
@@ -189,7 +197,7 @@ class RoutingEngine:
     def update_backends(self, backends: Sequence[RoutableBackend]) -> None:
         """Replace the backend set and recompile rules and replica groups."""
         rules: list[_CompiledRule] = []
-        groups: dict[str, list[RoutableBackend]] = {}
+        capability: list[RoutableBackend] = []
         by_name: dict[str, RoutableBackend] = {}
         for backend in backends:
             by_name.setdefault(backend.name, backend)
@@ -211,10 +219,11 @@ class RoutingEngine:
                 )
             if self.default_strategy == "path" and has_path_rules:
                 continue  # reachable only through its rules (or as a fallback target)
-            groups.setdefault(backend.namespace or "", []).append(backend)
+            capability.append(backend)
         self._backends = tuple(backends)
         self._rules = tuple(rules)
-        self._groups = {namespace: tuple(members) for namespace, members in groups.items()}
+        self._groups = group_backends(capability)
+        self._all_groups = group_backends(backends)
         self._by_name = by_name
         self._counters = {}
 
@@ -243,9 +252,11 @@ class RoutingEngine:
                 matched_fallbacks.append(rule)
 
         if not ordered:
-            for backend in self._groups.get(group or "", ()):
-                if backend.serves_tool(original_name):
-                    ordered.append(Candidate(backend, _CAPABILITY_REASON))
+            capable = self._groups.get(group or "")
+            if capable is not None:
+                for backend in capable.members:
+                    if backend.serves_tool(original_name):
+                        ordered.append(Candidate(backend, _CAPABILITY_REASON))
 
         if len(ordered) > 1:
             self._order(ordered, exposed_name, peek)
@@ -256,16 +267,26 @@ class RoutingEngine:
                 if target is not None and not _contains(ordered, target):
                     ordered.append(Candidate(target, rule.fallback_reason))
 
-        decision = RoutingDecision(exposed_name, original_name)
-        for candidate in ordered:
-            breaker = candidate.backend.breaker
-            if breaker.allow():
-                decision.candidates.append(candidate)
-            else:
-                decision.skipped.append(
-                    Candidate(candidate.backend, _skip_reason(breaker), candidate.reason)
-                )
-        return decision
+        return _admit(RoutingDecision(exposed_name, original_name), ordered)
+
+    def group_candidates(
+        self,
+        exposed: str,
+        original: str,
+        group: str,
+        serves: Callable[[RoutableBackend], bool] | None = None,
+        *,
+        peek: bool = False,
+    ) -> RoutingDecision:
+        """The decision for a resource, prompt or completion: the members of the replica
+        group that serve it, ordered and breaker-checked exactly like tool candidates (path
+        rules are patterns over tool names, so they do not apply here)."""
+        members = self._all_groups.get(group)
+        serving = members.serving(serves) if members is not None else []
+        ordered = [Candidate(b, _GROUP_REASON) for b in serving]
+        if len(ordered) > 1:
+            self._order(ordered, exposed, peek)
+        return _admit(RoutingDecision(exposed, original), ordered)
 
     def _order(self, primaries: list[Candidate], exposed_name: str, peek: bool = False) -> None:
         """Sort by priority (and load), then rotate each run of tied backends in place."""
@@ -310,6 +331,19 @@ class RoutingEngine:
             counters.clear()
         counters[exposed_name] = value + 1
         return value
+
+
+def _admit(decision: RoutingDecision, ordered: list[Candidate]) -> RoutingDecision:
+    """Split ordered candidates into those whose breaker admits a call and those skipped."""
+    for candidate in ordered:
+        breaker = candidate.backend.breaker
+        if breaker.allow():
+            decision.candidates.append(candidate)
+        else:
+            decision.skipped.append(
+                Candidate(candidate.backend, _skip_reason(breaker), candidate.reason)
+            )
+    return decision
 
 
 def _skip_reason(breaker: CircuitBreaker) -> str:

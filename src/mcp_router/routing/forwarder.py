@@ -31,27 +31,21 @@ from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
 
 from mcp_router.backends.backend import Backend
-from mcp_router.backends.errors import (
+from mcp_router.backends.manager import BackendManager, ExposedTool
+from mcp_router.errors import (
     BackendError,
+    BackendOverCapacityError,
     BackendTimeoutError,
     BackendUnavailableError,
+    RoutingError,
+    UnknownComponentError,
 )
-from mcp_router.backends.manager import BackendManager, ExposedTool
-from mcp_router.backends.transports import router_error_kind
 from mcp_router.resilience.retry import RetryPolicy
-from mcp_router.routing.engine import Candidate, RoutingDecision, RoutingEngine
+from mcp_router.routing.engine import RoutingDecision, RoutingEngine
 
 logger = logging.getLogger("mcp_router.calls")
 
 T = TypeVar("T")
-
-
-class RoutingError(Exception):
-    """No backend could serve the request; the message says which were tried and why."""
-
-
-class UnknownComponentError(RoutingError):
-    """The exposed name or URI is not in the aggregated catalog."""
 
 
 @dataclass
@@ -107,20 +101,9 @@ class Forwarder:
         original: str,
         serves: Callable[[Backend], bool] | None = None,
     ) -> RoutingDecision:
-        """Candidates for a resource or prompt: group members that serve it, by priority."""
-        members = self.manager.members(group)
-        if serves is not None:
-            members = [b for b in members if serves(b)] or members
-        members.sort(key=lambda b: b.priority)
-        decision = RoutingDecision(exposed, original)
-        for backend in members:
-            if backend.breaker.allow():
-                decision.candidates.append(Candidate(backend, "replica group"))
-            else:
-                decision.skipped.append(
-                    Candidate(backend, f"circuit {backend.breaker.state.value}", "replica group")
-                )
-        return decision
+        """Candidates for a resource or prompt: the group's members that serve it, ordered
+        and breaker-checked by the engine like tool candidates."""
+        return self.engine.group_candidates(exposed, original, group, serves)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ requests
 
@@ -157,7 +140,7 @@ class Forwarder:
             "resource",
             exposed_uri,
             decision,
-            lambda b: b.request(lambda s: s.read_resource(original)),
+            lambda b: b.relayed(lambda s: s.read_resource(original)),
             safe_to_retry=True,
         )
 
@@ -176,9 +159,49 @@ class Forwarder:
             "prompt",
             exposed,
             decision,
-            lambda b: b.request(lambda s: s.get_prompt(original, arguments)),
+            lambda b: b.relayed(lambda s: s.get_prompt(original, arguments)),
             safe_to_retry=True,
         )
+
+    async def complete(
+        self,
+        ref: types.PromptReference | types.ResourceTemplateReference,
+        argument: types.CompletionArgument,
+        context: types.CompletionContext | None,
+    ) -> types.Completion | None:
+        """Complete a prompt or template argument on a backend of its group that offers
+        completions (None: no backend of the group does)."""
+        index = self.manager.index
+        if isinstance(ref, types.PromptReference):
+            entry = index.prompts.get(ref.name)
+            if entry is None:
+                raise UnknownComponentError(f"unknown prompt '{ref.name}'")
+            exposed, group, original = ref.name, entry.group, entry.original_name
+            backend_ref: Any = types.PromptReference(type="ref/prompt", name=original)
+
+            def serves(b: Backend) -> bool:
+                return original in b.catalog.prompts and _completes(b)
+        else:
+            tpl = index.templates.get(ref.uri)
+            if tpl is None:
+                raise UnknownComponentError(f"unknown resource template '{ref.uri}'")
+            exposed, group, original = ref.uri, tpl.group, tpl.original_template
+            backend_ref = types.ResourceTemplateReference(type="ref/resource", uri=original)
+            serves = _completes
+        decision = self.engine.group_candidates(exposed, original, group, serves)  # type: ignore[arg-type]
+        decision.candidates = [c for c in decision.candidates if _completes(c.backend)]  # type: ignore[arg-type]
+        if not decision.candidates and not decision.skipped:
+            return None  # nobody offers completions here: an empty answer, not an error
+        args = {"name": argument.name, "value": argument.value}
+        ctx_args = context.arguments if context is not None else None
+        result = await self._run(
+            "completion",
+            exposed,
+            decision,
+            lambda b: b.relayed(lambda s: s.complete(backend_ref, args, ctx_args)),
+            safe_to_retry=True,
+        )
+        return result.completion
 
     # ------------------------------------------------------------------ the loop
 
@@ -215,7 +238,7 @@ class Forwarder:
 
         def retry_if(exc: BaseException) -> bool:
             if not isinstance(exc, BackendError) or isinstance(
-                exc, BackendTimeoutError | BackendUnavailableError
+                exc, BackendTimeoutError | BackendUnavailableError | BackendOverCapacityError
             ):
                 return False
             return not exc.reached or safe_to_retry
@@ -249,6 +272,10 @@ class Forwarder:
                 result = await self.retry.run(
                     lambda b=backend: op(b), retry_if=retry_if, on_retry=on_retry
                 )
+            except BackendOverCapacityError as exc:
+                permit.release()  # the router's own limit, not the backend's fault
+                record.errors.append(str(exc))
+                continue
             except BackendError as exc:
                 permit.failure(exc.reason)
                 record.errors.append(str(exc))
@@ -262,11 +289,9 @@ class Forwarder:
                         "not marked idempotent or read-only)"
                     ) from exc
                 continue
-            except MCPError as exc:
-                if router_error_kind(exc.error) is None:
-                    permit.success()  # the backend answered (with a JSON-RPC error): it is alive
-                else:
-                    permit.release()  # the router refused it (e.g. concurrency cap): no outcome
+            except MCPError:
+                permit.success()  # the backend answered (with a JSON-RPC error): it is alive
+                record.outcome = "backend_error"
                 self.last_decisions[record.exposed] = tried
                 raise
             except BaseException:
@@ -282,6 +307,11 @@ class Forwarder:
         self.last_decisions[record.exposed] = tried
         record.outcome = "error" if tried else "no_backend"
         raise RoutingError(_no_backend_message(record, decision))
+
+
+def _completes(backend: Backend) -> bool:
+    caps = backend.capabilities
+    return caps is not None and caps.completions is not None
 
 
 def _no_backend_message(record: CallRecord, decision: RoutingDecision) -> str:

@@ -1,0 +1,170 @@
+"""The one entry for every routed request a client makes.
+
+Whoever receives the request — the routing middleware (the hot path of ``tools/call``,
+``resources/read`` and ``prompts/get``), a FastMCP component, ``router_call_tool`` in search
+mode, or the completion handler — hands it to `CallEntry`, which:
+
+1. captures the caller's front request (`FrontCall`: session, request id, progress token,
+   protocol era) and makes it the current call, so progress, log messages, sampling,
+   elicitation and roots raised by the backend reach exactly this client, and a
+   ``session_mode: per_client`` backend uses this client's own session;
+2. asks the `Forwarder` to route it (candidates, breakers, retries, failover);
+3. returns the backend's result verbatim, or the router's error in the one shape the error
+   model gives it (`mcp_router.errors`): an ``isError`` result for a tool call, a JSON-RPC
+   error otherwise. A backend's own JSON-RPC error passes through unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import mcp_types as types
+from fastmcp.server.context import Context
+from mcp.shared.exceptions import MCPError
+
+from mcp_router.call_context import FrontCall, current_call
+from mcp_router.errors import RoutingError, UnknownComponentError, to_error_data, to_tool_result
+from mcp_router.routing.forwarder import Forwarder
+
+logger = logging.getLogger("mcp_router.calls")
+
+T = TypeVar("T")
+
+
+class CallEntry:
+    """Runs one client request through the router with the caller's context set."""
+
+    def __init__(self, forwarder: Forwarder) -> None:
+        self.forwarder = forwarder
+
+    @contextmanager
+    def _as_current(self, ctx: Context | None) -> Iterator[FrontCall | None]:
+        call = FrontCall.from_context(ctx)
+        token = current_call.set(call)
+        try:
+            yield call
+        finally:
+            current_call.reset(token)
+
+    async def call_tool(
+        self, ctx: Context | None, name: str, arguments: dict[str, Any] | None
+    ) -> types.CallToolResult:
+        """Call an exposed tool; routing failures come back as an ``isError`` result."""
+        with self._as_current(ctx) as call:
+            progress = call.progress if call and call.progress_token is not None else None
+            try:
+                return await self.forwarder.call_tool(name, arguments, progress_callback=progress)
+            except RoutingError as exc:
+                _log_router_error("tools/call", name, exc)
+                return to_tool_result(exc)
+
+    async def read_resource(self, ctx: Context | None, uri: str) -> types.ReadResourceResult:
+        """Read an exposed resource URI; errors are raised as `MCPError`.
+
+        The contents are the backend's, but for their URIs, which are the backend's own: they
+        are given back in exposed form, so the client can read each of them again.
+        """
+        result = await self._request(
+            ctx, "resources/read", uri, lambda: self.forwarder.read_resource(uri), uri=uri
+        )
+        return _expose_content_uris(result, uri, self.forwarder)
+
+    async def get_prompt(
+        self, ctx: Context | None, name: str, arguments: dict[str, str] | None
+    ) -> types.GetPromptResult:
+        """Render an exposed prompt; errors are raised as `MCPError`."""
+        return await self._request(
+            ctx, "prompts/get", name, lambda: self.forwarder.get_prompt(name, arguments)
+        )
+
+    async def complete(
+        self,
+        ctx: Context | None,
+        ref: types.PromptReference | types.ResourceTemplateReference,
+        argument: types.CompletionArgument,
+        context: types.CompletionContext | None,
+    ) -> types.Completion | None:
+        """Complete an argument of an exposed prompt or template; errors as `MCPError`."""
+        what = ref.name if isinstance(ref, types.PromptReference) else ref.uri
+        return await self._request(
+            ctx,
+            "completion/complete",
+            what,
+            lambda: self.forwarder.complete(ref, argument, context),
+        )
+
+    async def _request(
+        self,
+        ctx: Context | None,
+        method: str,
+        what: str,
+        run: Callable[[], Awaitable[T]],
+        *,
+        uri: str | None = None,
+    ) -> T:
+        with self._as_current(ctx):
+            try:
+                return await run()
+            except UnknownComponentError as exc:
+                _log_router_error(method, what, exc)
+                if uri is not None:
+                    # SEP-2164: a missing resource is -32602 with the URI asked for in data.
+                    raise MCPError(
+                        types.INVALID_PARAMS, f"Resource not found: {uri!r}", data={"uri": uri}
+                    ) from exc
+                raise MCPError.from_error_data(to_error_data(exc)) from exc
+            except RoutingError as exc:
+                _log_router_error(method, what, exc)
+                raise MCPError.from_error_data(to_error_data(exc)) from exc
+            except MCPError as exc:
+                # The backend's own answer: unchanged, but for the URI it echoes (SEP-2164).
+                if uri is not None:
+                    _expose_echoed_uri(exc, uri, self.forwarder)
+                raise
+
+
+def _log_router_error(method: str, what: str, exc: RoutingError) -> None:
+    # A client mistake (an unknown name) is not the router's problem: INFO, no traceback.
+    # A backend that could not answer is already in the call log line; WARNING once here.
+    level = logging.INFO if isinstance(exc, UnknownComponentError) else logging.WARNING
+    logger.log(level, "%s %s: %s", method, what, exc)
+
+
+def _expose_echoed_uri(exc: MCPError, exposed: str, forwarder: Forwarder) -> None:
+    # The backend names the URI it was asked for, which is its own; the client asked with the
+    # exposed one. Code and everything else stay as the backend sent them.
+    resolved = forwarder.manager.index.resolve_uri(exposed)
+    if resolved is None or resolved.original_uri == exposed:
+        return
+    original, error = resolved.original_uri, exc.error
+    data = error.data
+    if isinstance(data, dict) and data.get("uri") == original:
+        error.data = {**data, "uri": exposed}
+    if f"'{original}'" in error.message or f'"{original}"' in error.message:
+        error.message = error.message.replace(f"'{original}'", f"'{exposed}'").replace(
+            f'"{original}"', f'"{exposed}"'
+        )
+
+
+def _expose_content_uris(
+    result: types.ReadResourceResult, exposed: str, forwarder: Forwarder
+) -> types.ReadResourceResult:
+    index = forwarder.manager.index
+    resolved = index.resolve_uri(exposed)
+    if resolved is None or not resolved.group or not result.contents:
+        return result  # unprefixed: the backend's URIs are the exposed ones
+    contents = []
+    changed = False
+    for item in result.contents:
+        own = str(item.uri)
+        mine = (
+            exposed if own == resolved.original_uri else index.uri_codec.encode(resolved.group, own)
+        )
+        if mine != own:
+            item = item.model_copy(update={"uri": mine})
+            changed = True
+        contents.append(item)
+    return result.model_copy(update={"contents": contents}) if changed else result
