@@ -17,11 +17,13 @@ import mcp_types as types
 
 from mcp_router.backends.backend import Backend
 from mcp_router.backends.group import BackendGroup, group_backends
-from mcp_router.config.models import BackendConfig, RouterConfig
+from mcp_router.config.models import RESERVED_NAMESPACE, BackendConfig, RouterConfig
 from mcp_router.naming import NameCodec, UriCodec
 from mcp_router.shaping import ShapedTool, shape_tools
 
 logger = logging.getLogger("mcp_router.manager")
+
+RESERVED_TOOL_PREFIX = RESERVED_NAMESPACE + "_"  # the router's own tools: router_list_backends...
 
 
 @dataclass(frozen=True)
@@ -107,12 +109,19 @@ class AggregatedIndex:
         return None if group is None else ResolvedUri(group, decoded[1], None)
 
     def signature(self) -> dict[str, frozenset[str]]:
-        """What a client's lists would show, to tell which lists changed."""
+        """What a client's lists would show, whole definitions included, to tell which
+        lists changed: a new description, title, schema or annotation is a change, not only
+        a new or removed name (clients keep the definitions they listed)."""
         return {
-            "tools": frozenset(self.tools),
-            "prompts": frozenset(self.prompts),
-            "resources": frozenset(self.resources) | frozenset(self.templates),
+            "tools": frozenset(_wire(e.tool) for e in self.tools.values()),
+            "prompts": frozenset(_wire(e.prompt) for e in self.prompts.values()),
+            "resources": frozenset(_wire(e.resource) for e in self.resources.values())
+            | frozenset(_wire(e.template) for e in self.templates.values()),
         }
+
+
+def _wire(definition: types.Tool | types.Prompt | types.Resource | types.ResourceTemplate) -> str:
+    return definition.model_dump_json(by_alias=True, exclude_none=True)
 
 
 IndexListener = Callable[[AggregatedIndex, set[str]], Awaitable[None]]
@@ -274,7 +283,7 @@ class BackendManager:
         self.index = build_index(list(self.backends.values()), self.separator, self.prefixing)
         old_sig, new_sig = old.signature(), self.index.signature()
         changed = {kind for kind in new_sig if new_sig[kind] != old_sig[kind]}
-        if changed or old.tools.keys() != self.index.tools.keys():
+        if changed:
             for listener in self._listeners:
                 try:
                     await listener(self.index, changed)
@@ -312,6 +321,18 @@ def build_index(backends: Sequence[Backend], separator: str, prefixing: bool) ->
     exposed_tools: dict[str, ExposedTool] = {}
     for exposed, g, name in tool_codec.items():
         shaped_tool = group_tools[g][name]
+        if exposed.startswith(RESERVED_TOOL_PREFIX):
+            # Only an unprefixed backend can get here (config rejects a `router` namespace).
+            # Its tool would shadow one of the router's own, or receive calls meant for it.
+            logger.warning(
+                "tool %r of group %r is not exposed: names starting with %r are reserved for "
+                "the router's own tools (rename it with `tools.rename` or give the backend a "
+                "namespace)",
+                exposed,
+                g,
+                RESERVED_TOOL_PREFIX,
+            )
+            continue
         exposed_tools[exposed] = ExposedTool(
             exposed,
             g,

@@ -52,6 +52,8 @@ DEFAULT_SOURCE = "<built-in default>"
 
 RoutingStrategy = Literal["path", "capability", "fallback"]
 LoadBalancing = Literal["round_robin", "least_in_flight"]
+# The router's own tools are named ``router_*``; no backend may expose a name there.
+RESERVED_NAMESPACE = "router"
 # The names, defined once: the routing engine validates against these same tuples.
 ROUTING_STRATEGIES: tuple[str, ...] = get_args(RoutingStrategy)
 LOAD_BALANCING_MODES: tuple[str, ...] = get_args(LoadBalancing)
@@ -410,6 +412,27 @@ class RouterConfig(BaseModel):
                 )
             else:
                 first_index[backend.name] = index
+        separator = self.routing.namespace_separator
+        for index, backend in enumerate(self.backends):
+            namespace = backend.effective_namespace
+            if self.routing.enable_namespace_prefixing and (
+                namespace == RESERVED_NAMESPACE
+                or namespace.startswith(RESERVED_NAMESPACE + separator)
+            ):
+                where = "namespace" if backend.namespace is not None else "name"
+                details.append(
+                    InitErrorDetails(
+                        type=PydanticCustomError(
+                            "reserved_namespace",
+                            f"backend {backend.name!r} would expose names starting with "
+                            f"'{RESERVED_NAMESPACE}{separator}', which are reserved for the "
+                            "router's own tools; give it another namespace "
+                            f"(e.g. namespace: {'up_' + namespace})",
+                        ),
+                        loc=("backends", index, where),
+                        input=getattr(backend, where),
+                    )
+                )
         known = ", ".join(sorted(first_index)) or "none"
         for index, backend in enumerate(self.backends):
             for route_index, route in enumerate(backend.routes):

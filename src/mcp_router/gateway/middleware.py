@@ -7,7 +7,7 @@ get. This middleware answers routed ``tools/call``, ``resources/read`` and ``pro
 itself through the one `CallEntry` and hands the backend's result to the wire unchanged;
 every other name (the router's own ``router_*`` tools, unknown names) continues down
 FastMCP's normal path. The router's own tools are resolved first: the index never holds a
-name that shadows them (see `mcp_router.naming.RESERVED_PREFIX`).
+name that shadows them (see `RESERVED_TOOL_PREFIX` in `backends/manager.py`).
 """
 
 from __future__ import annotations

@@ -57,8 +57,11 @@ class SessionRegistry(Middleware):
     (weakly: a connection that ends is forgotten with it).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, coalesce_seconds: float = 0.05) -> None:
         self._sessions: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._coalesce = coalesce_seconds
+        self._pending: set[str] = set()
+        self._flush: asyncio.Task[None] | None = None
 
     async def on_request(self, context: MiddlewareContext[Any], call_next: Any) -> Any:
         ctx = context.fastmcp_context
@@ -70,6 +73,20 @@ class SessionRegistry(Middleware):
 
     def __len__(self) -> int:
         return len(self._sessions)
+
+    def announce(self, kinds: set[str]) -> None:
+        """Tell every client that these lists changed, soon: a burst of changes (a backend
+        re-listing several times, a reload touching many backends) becomes one
+        notification per list kind."""
+        self._pending |= kinds
+        if self._flush is None or self._flush.done():
+            self._flush = asyncio.get_running_loop().create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self._coalesce)
+        kinds, self._pending = self._pending, set()
+        if kinds:
+            await self.broadcast(kinds)
 
     async def broadcast(self, kinds: set[str]) -> None:
         """Send ``notifications/{kind}/list_changed`` to every live session."""
@@ -253,7 +270,7 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
 
     async def on_index_change(_index: AggregatedIndex, kinds: set[str]) -> None:
         if kinds:
-            await sessions.broadcast(kinds)
+            sessions.announce(kinds)
 
     manager.add_listener(on_index_change)
     return router

@@ -1,0 +1,80 @@
+"""A backend that changes what a tool says (description, title, schema) without renaming it:
+clients are told, and get the new definition; bursts of changes become one notification."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+
+from support import PYTHON, SERVERS, write_config
+from test_faults import running_router, wait_for
+
+pytestmark = pytest.mark.timeout(90)
+
+MUTABLE = str(SERVERS / "mutable.py")
+LIST_CHANGED = "notifications/tools/list_changed"
+
+
+def _config(tmp_path: Path) -> Path:
+    return write_config(
+        tmp_path / "mutable.yaml",
+        [{"name": "mut", "command": PYTHON, "args": [MUTABLE], "connect_timeout_seconds": 30}],
+    )
+
+
+async def test_a_changed_description_and_schema_reach_clients_under_the_same_name(
+    tmp_path: Path,
+) -> None:
+    notified: list[str] = []
+
+    async def on_message(message: Any) -> None:
+        if method := getattr(message, "method", None):
+            notified.append(method)
+
+    async with running_router(_config(tmp_path)) as router:
+        server = router.server._mcp_server
+        async with (
+            Client(server, mode="legacy", message_handler=on_message) as caller,
+            Client(server, mode="legacy", message_handler=on_message) as watcher,
+        ):
+            before = {t.name: t for t in (await watcher.session.list_tools()).tools}
+            assert before["mut_target"].description == "Echo the text (version 1)."
+            assert "count" not in before["mut_target"].input_schema["properties"]
+
+            result = await caller.session.call_tool("mut_mutate", {"version": 2})
+            assert not result.is_error, result.content
+
+            async def both_told() -> bool:
+                return notified.count(LIST_CHANGED) >= 2  # the caller and the other client
+
+            await wait_for(both_told, 15, "tools/list_changed at both clients")
+            after = {t.name: t for t in (await watcher.session.list_tools()).tools}
+            target = after["mut_target"]
+            assert target.description == "Repeat the text count times (version 2)."
+            assert target.title == "Target v2"
+            assert "count" in target.input_schema["properties"]
+            called = await watcher.session.call_tool("mut_target", {"text": "ab", "count": 2})
+            assert called.structured_content == {"version": 2, "text": "abab"}
+
+
+async def test_a_burst_of_catalog_changes_becomes_one_notification_per_client(
+    tmp_path: Path,
+) -> None:
+    notified: list[str] = []
+
+    async def on_message(message: Any) -> None:
+        if method := getattr(message, "method", None):
+            notified.append(method)
+
+    async with running_router(_config(tmp_path)) as router:
+        server = router.server._mcp_server
+        async with Client(server, mode="legacy", message_handler=on_message) as client:
+            await client.session.list_tools()  # the client is now a connected session
+            for _ in range(5):  # what five quick re-lists of a backend announce
+                router.sessions.announce({"tools"})
+            await anyio.sleep(0.5)
+            assert notified.count(LIST_CHANGED) == 1, notified
