@@ -8,12 +8,14 @@ the current snapshot; nothing is rebuilt per call.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anyio
 import mcp_types as types
+from fastmcp.resources.template import build_regex
 
 from mcp_router.backends.backend import Backend
 from mcp_router.backends.group import BackendGroup, group_backends
@@ -96,9 +98,13 @@ class AggregatedIndex:
     templates: dict[str, ExposedTemplate] = field(default_factory=dict)
     uri_codec: UriCodec = field(default_factory=lambda: UriCodec([]))
     group_of_namespace: dict[str, str] = field(default_factory=dict)
+    # per group: the compiled URI templates of its members (original form)
+    template_patterns: dict[str, tuple[re.Pattern[str], ...]] = field(default_factory=dict)
+    open_groups: frozenset[str] = frozenset()  # a member has `allow_unlisted_uris: true`
 
     def resolve_uri(self, exposed_uri: str) -> ResolvedUri | None:
-        """Map an exposed URI (listed, or an instance of a template) back to its backend side."""
+        """Map an exposed URI back to its backend side: a listed resource, an instance of a
+        listed template, or (opt-in per backend) any URI in the group's namespace."""
         listed = self.resources.get(exposed_uri)
         if listed is not None:
             return ResolvedUri(listed.group, listed.original_uri, listed.owners)
@@ -106,7 +112,14 @@ class AggregatedIndex:
         if decoded is None:
             return None
         group = self.group_of_namespace.get(decoded[0])
-        return None if group is None else ResolvedUri(group, decoded[1], None)
+        if group is None:
+            return None
+        original = decoded[1]
+        if group in self.open_groups or _matches_template(
+            original, self.template_patterns.get(group, ())
+        ):
+            return ResolvedUri(group, original, None)
+        return None
 
     def signature(self) -> dict[str, frozenset[str]]:
         """What a client's lists would show, whole definitions included, to tell which
@@ -118,6 +131,11 @@ class AggregatedIndex:
             "resources": frozenset(_wire(e.resource) for e in self.resources.values())
             | frozenset(_wire(e.template) for e in self.templates.values()),
         }
+
+
+def _matches_template(uri: str, patterns: Sequence[re.Pattern[str]]) -> bool:
+    path = uri.partition("?")[0]  # `{?query}` parts are not in the patterns
+    return any(p.match(uri) or p.match(path) for p in patterns)
 
 
 def _wire(definition: types.Tool | types.Prompt | types.Resource | types.ResourceTemplate) -> str:
@@ -375,7 +393,21 @@ def build_index(backends: Sequence[Backend], separator: str, prefixing: bool) ->
                     tpl.uri_template,
                     tpl.model_copy(update={"uri_template": exposed_tpl}),
                 )
+    # Every member's templates (a replica's may be shadowed in the list by an equal one).
+    patterns: dict[str, list[re.Pattern[str]]] = {}
+    for g, members in groups.items():
+        for b in members:
+            for tpl in b.catalog.templates:
+                compiled = build_regex(tpl.uri_template)
+                if compiled is not None and all(
+                    p.pattern != compiled.pattern for p in patterns.get(g, ())
+                ):
+                    patterns.setdefault(g, []).append(compiled)
     return AggregatedIndex(
+        template_patterns={g: tuple(p) for g, p in patterns.items()},
+        open_groups=frozenset(
+            g for g, members in groups.items() if any(b.config.allow_unlisted_uris for b in members)
+        ),
         tools=exposed_tools,
         prompts=exposed_prompts,
         resources=resources,

@@ -230,6 +230,11 @@ class BackendConfig(BaseModel):
     # "per_client": every client gets its own session with this backend (for backends that
     # keep per-client state, and so that sampling/elicitation always find their caller).
     session_mode: Literal["shared", "per_client"] = "shared"
+    # Resource reads are forwarded only for URIs the backend listed or that match one of its
+    # templates; true also forwards any other URI in this backend's namespace (a backend
+    # whose resources cannot all be listed). Off by default: a client-chosen URI must not
+    # reach a backend that never offered it (e.g. a URL fetcher asked for a metadata address).
+    allow_unlisted_uris: bool = False
     routes: Annotated[list[RouteRule], BeforeValidator(_none_to_empty_list)] = Field(
         default_factory=list
     )
