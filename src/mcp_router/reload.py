@@ -24,22 +24,18 @@ import logging
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import anyio
 
 from mcp_router.config import ConfigError, load_effective_config
 from mcp_router.config.models import DEFAULT_SOURCE, BackendConfig, RouterConfig
-from mcp_router.logs import config_secrets, set_secrets
 from mcp_router.resilience.retry import RetryPolicy
-
-if TYPE_CHECKING:
-    from mcp_router.backends.backend import Backend
-    from mcp_router.gateway.server import Router
+from mcp_router.settings import RouterSettings
 
 logger = logging.getLogger("mcp_router.reload")
 
-__all__ = ["ConfigDiff", "ConfigReloader", "diff_configs", "retry_policy"]
+__all__ = ["ConfigDiff", "ConfigReloader", "ReloadTarget", "diff_configs"]
 
 
 @dataclass
@@ -95,17 +91,6 @@ def diff_configs(old: RouterConfig, new: RouterConfig) -> ConfigDiff:
     return diff
 
 
-def retry_policy(config: RouterConfig) -> RetryPolicy:
-    """The Forwarder's retry policy for ``config`` (raises ValueError when it cannot be built)."""
-    retry = config.routing.retry
-    return RetryPolicy(
-        max_attempts=retry.max_attempts,
-        initial_backoff=retry.initial_backoff_seconds,
-        multiplier=retry.backoff_multiplier,
-        max_backoff=retry.max_backoff_seconds,
-    )
-
-
 def _file_state(path: Path) -> tuple[int, int] | None:
     try:
         st = path.stat()
@@ -121,10 +106,30 @@ def _file_hash(path: Path) -> str | None:
         return None
 
 
-class ConfigReloader:
-    """Watches the router's config file (and token file) and applies changes to the router."""
+class ReloadTarget(Protocol):
+    """What the reloader drives: the running router, which hands each of its objects its part
+    of the new configuration (`Router.apply_config`)."""
 
-    def __init__(self, router: Router) -> None:
+    config: RouterConfig
+    settings: RouterSettings
+
+    async def apply_config(self, new: RouterConfig, diff: ConfigDiff) -> None:
+        """Apply a validated configuration that differs from the running one by ``diff``."""
+
+    def reload_token_file(self) -> None:
+        """Re-read the bearer-token file if it changed (token rotation)."""
+
+    def count_reload(self, outcome: str) -> None:
+        """Record a reload's outcome (applied, unchanged, rejected, failed)."""
+
+
+class ConfigReloader:
+    """Watches the router's config file (and token file) and applies changes to the router.
+
+    It loads and validates the file, computes the diff, and hands both to the target; it
+    never touches the target's objects itself."""
+
+    def __init__(self, router: ReloadTarget) -> None:
         self.router = router
         settings = router.settings
         source = router.config.source
@@ -191,9 +196,7 @@ class ConfigReloader:
             await self.reload("file changed")
 
     def _reload_token_file(self) -> None:
-        auth = self.router.front_auth
-        if auth is not None:
-            auth.reload_token_file()
+        self.router.reload_token_file()
 
     # ------------------------------------------------------------------ reload
 
@@ -206,7 +209,7 @@ class ConfigReloader:
                 # Never let a reload take the backends' task group (and the router) down.
                 logger.exception("config reload (%s) failed while being applied", reason)
                 outcome = "failed"
-        self.router.metrics.reloads.labels(outcome).inc()
+        self.router.count_reload(outcome)
         return outcome
 
     async def _reload(self, reason: str, force: bool) -> str:
@@ -219,7 +222,7 @@ class ConfigReloader:
         self._state = _file_state(self.path)
         try:
             new = load_effective_config(router.settings, explicit_path=self.path)
-            retry = retry_policy(new)
+            RetryPolicy.from_config(new.routing.retry)  # reject what cannot be applied
         except ConfigError as exc:
             logger.error(
                 "config reload (%s) rejected, still serving the previous config:\n%s", reason, exc
@@ -237,64 +240,6 @@ class ConfigReloader:
         if diff.empty:
             logger.info("config reload (%s): %s unchanged", reason, self.path)
             return "unchanged"
-        await self._apply(new, diff, retry)
+        await router.apply_config(new, diff)
         logger.info("config reloaded (%s) from %s: %s", reason, self.path, diff.describe())
         return "applied"
-
-    async def _apply(self, new: RouterConfig, diff: ConfigDiff, retry: RetryPolicy) -> None:
-        router, manager = self.router, self.router.manager
-        old_routing, routing = router.config.routing, new.routing
-        # Secrets of the new config are scrubbed from logs before anything logs about it.
-        set_secrets(config_secrets(new, router.secret_extras))
-
-        # Start new and changed backends first (concurrently), so replacements are connected
-        # before the index switches to them.
-        launched: list[Backend] = []
-
-        async def launch(bc: BackendConfig) -> None:
-            launched.append(await manager.launch(bc, wait=bc.connect_timeout_seconds))
-
-        manager.config = new
-        async with anyio.create_task_group() as tg:
-            for bc in [*diff.added, *diff.changed]:
-                tg.start_soon(launch, bc)
-
-        # From here to the rebuild nothing awaits: calls see the old set or the new, whole.
-        retired: list[Backend] = []
-        for name in diff.removed:
-            old = manager.detach(name)
-            if old is not None:
-                retired.append(old)
-        for backend in launched:
-            old = manager.install(backend)
-            if old is not None:
-                retired.append(old)
-        manager.reorder([b.name for b in new.backends])
-        if routing.model_dump() != old_routing.model_dump():
-            self._apply_routing(new, retry)
-        router.engine.update_backends(list(manager.backends.values()))
-        router.config = new
-        await manager.rebuild()
-        for backend in retired:
-            await backend.stop()
-
-    def _apply_routing(self, new: RouterConfig, retry: RetryPolicy) -> None:
-        router, manager = self.router, self.router.manager
-        routing = new.routing
-        router.forwarder.retry = retry
-        router.engine.default_strategy = routing.default_strategy
-        router.engine.load_balancing = routing.load_balancing
-        manager.separator = routing.namespace_separator
-        manager.prefixing = routing.enable_namespace_prefixing
-        for backend in manager.backends.values():
-            backend.namespace = backend.config.effective_namespace if manager.prefixing else ""
-            backend.request_timeout = (
-                backend.config.timeout_seconds or routing.request_timeout_seconds
-            )
-        if router.limiter is not None:
-            router.limiter.configure_from(router.settings, new)
-        old = router.config.routing
-        if (old.tool_discovery, old.pinned_tools) != (routing.tool_discovery, routing.pinned_tools):
-            logger.warning(
-                "routing.tool_discovery / pinned_tools changed: takes effect after a restart"
-            )

@@ -248,6 +248,41 @@ class BackendManager:
     # Used by config reload. None of these rebuild the index: the caller applies a whole diff,
     # updates the routing engine, then calls `rebuild()` once, so clients see one change.
 
+    async def apply_config(
+        self,
+        new: RouterConfig,
+        added: Sequence[BackendConfig],
+        removed: Sequence[str],
+        changed: Sequence[BackendConfig],
+    ) -> list[Backend]:
+        """Take a new configuration: start added and changed backends (concurrently, each
+        given its connect timeout, so replacements are connected before they are routed to),
+        stop routing to removed and replaced ones, put backends in config order and apply
+        naming and timeout settings. Returns the retired backends, for the caller to stop
+        once the index no longer points at them."""
+        launched: list[Backend] = []
+
+        async def launch(bc: BackendConfig) -> None:
+            launched.append(await self.launch(bc, wait=bc.connect_timeout_seconds))
+
+        self.config = new
+        async with anyio.create_task_group() as tg:
+            for bc in [*added, *changed]:
+                tg.start_soon(launch, bc)
+        # From here on nothing awaits: calls see the old set or the new, whole.
+        retired = [old for name in removed if (old := self.detach(name)) is not None]
+        retired += [old for backend in launched if (old := self.install(backend)) is not None]
+        self.reorder([b.name for b in new.backends])
+        routing = new.routing
+        self.separator = routing.namespace_separator
+        self.prefixing = routing.enable_namespace_prefixing
+        for backend in self.backends.values():
+            backend.namespace = backend.config.effective_namespace if self.prefixing else ""
+            backend.request_timeout = (
+                backend.config.timeout_seconds or routing.request_timeout_seconds
+            )
+        return retired
+
     def _new_backend(self, bc: BackendConfig) -> Backend:
         backend = Backend(
             bc,

@@ -34,7 +34,7 @@ from mcp_router.gateway.protocol import ProtocolRelay
 from mcp_router.gateway.provider import RouterProvider
 from mcp_router.gateway.status import register_status_routes
 from mcp_router.logs import call_logger, config_secrets, set_secrets
-from mcp_router.reload import ConfigReloader
+from mcp_router.reload import ConfigDiff, ConfigReloader
 from mcp_router.resilience.retry import RetryPolicy
 from mcp_router.routing.engine import RoutingEngine
 from mcp_router.routing.forwarder import Forwarder
@@ -183,6 +183,45 @@ class Router:
         finally:
             self.ready.set()  # never leave a starter waiting, even if start-up failed
 
+    # ------------------------------------------------------------------ config reload
+
+    async def apply_config(self, new: RouterConfig, diff: ConfigDiff) -> None:
+        """Hand every object its part of a new configuration (the reloader computed ``diff``);
+        connected clients are told once, when the index is rebuilt."""
+        # Secrets of the new config are scrubbed from logs before anything logs about it.
+        set_secrets(config_secrets(new, self.secret_extras))
+        manager, routing, old = self.manager, new.routing, self.config.routing
+        retired = await manager.apply_config(new, diff.added, diff.removed, diff.changed)
+        if routing.model_dump() != old.model_dump():
+            self.forwarder.retry = RetryPolicy.from_config(routing.retry)
+            if self.limiter is not None:
+                self.limiter.configure_from(self.settings, new)
+            if (old.tool_discovery, old.pinned_tools) != (
+                routing.tool_discovery,
+                routing.pinned_tools,
+            ):
+                logger.warning(
+                    "routing.tool_discovery / pinned_tools changed: takes effect after a restart"
+                )
+        self.engine.reconfigure(
+            list(manager.backends.values()),
+            default_strategy=routing.default_strategy,
+            load_balancing=routing.load_balancing,
+        )
+        self.config = new
+        await manager.rebuild()
+        for backend in retired:
+            await backend.stop()
+
+    def reload_token_file(self) -> None:
+        """Re-read the bearer-token file if it changed (token rotation)."""
+        if self.front_auth is not None:
+            self.front_auth.reload_token_file()
+
+    def count_reload(self, outcome: str) -> None:
+        """Count a config reload by outcome (Prometheus)."""
+        self.metrics.reloads.labels(outcome).inc()
+
     async def stop(self, *, force: bool = False) -> None:
         """Stop the backends (children and their process groups included) once unused.
 
@@ -207,12 +246,7 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
         default_strategy=routing.default_strategy,
         load_balancing=routing.load_balancing,
     )
-    retry = RetryPolicy(
-        max_attempts=routing.retry.max_attempts,
-        initial_backoff=routing.retry.initial_backoff_seconds,
-        multiplier=routing.retry.backoff_multiplier,
-        max_backoff=routing.retry.max_backoff_seconds,
-    )
+    retry = RetryPolicy.from_config(routing.retry)
     forwarder = Forwarder(manager, engine, retry)
     entry = CallEntry(forwarder)
     sessions = SessionRegistry()

@@ -17,17 +17,30 @@ import statistics
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+import anyio
+from fastmcp import FastMCP
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from mcp_router import __version__
+from mcp_router.backends.manager import BackendManager
+from mcp_router.config.models import RouterConfig
 from mcp_router.gateway.management import backend_secrets, backend_summary, redact_text
-from mcp_router.routing.forwarder import CallRecord
+from mcp_router.routing.forwarder import CallRecord, Forwarder
 
-if TYPE_CHECKING:
-    from mcp_router.gateway.server import Router
+
+class Router(Protocol):
+    """What the status page reads of the running router (`gateway.server.Router`)."""
+
+    config: RouterConfig
+    manager: BackendManager
+    forwarder: Forwarder
+    server: FastMCP
+    ready: anyio.Event
+    front_auth: Any
+
 
 __all__ = ["CallStats", "register_status_routes", "status_snapshot"]
 

@@ -19,6 +19,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from mcp_router.config.models import RetryConfig
+
 __all__ = ["RetryPolicy", "SleepFn"]
 
 T = TypeVar("T")
@@ -43,6 +45,16 @@ class RetryPolicy:
     are retried; cancellation and other ``BaseException``s propagate at once. When the policy gives
     up, the original last exception is re-raised (never :class:`tenacity.RetryError`).
     """
+
+    @classmethod
+    def from_config(cls, retry: RetryConfig) -> RetryPolicy:
+        """The policy ``routing.retry`` describes (ValueError when it cannot be built)."""
+        return cls(
+            max_attempts=retry.max_attempts,
+            initial_backoff=retry.initial_backoff_seconds,
+            multiplier=retry.backoff_multiplier,
+            max_backoff=retry.max_backoff_seconds,
+        )
 
     def __init__(
         self,

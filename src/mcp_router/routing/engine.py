@@ -189,6 +189,18 @@ class RoutingEngine:
         self._counters: dict[str, int] = {}
         self.update_backends(backends)
 
+    def reconfigure(
+        self,
+        backends: Sequence[RoutableBackend],
+        *,
+        default_strategy: str,
+        load_balancing: LoadBalancingMode,
+    ) -> None:
+        """Take new routing settings and the new backend set (config reload)."""
+        self.default_strategy = default_strategy
+        self.load_balancing = load_balancing
+        self.update_backends(backends)
+
     @property
     def backends(self) -> tuple[RoutableBackend, ...]:
         """The backends the engine currently routes to."""
