@@ -18,6 +18,7 @@ Which call a backend message belongs to:
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,9 @@ class FrontCall:
     progress_token: Any = None
     protocol_version: str | None = None
     in_flight_on: set[str] = field(default_factory=set)  # backends currently serving it
+    # For a 2026-07-28 client: asks the client through an InputRequiredResult round (set by
+    # the call entry); the backend's server-to-client request waits for the client's retry.
+    ask: Callable[[Any], Awaitable[Any]] | None = None
 
     @classmethod
     def from_context(cls, context: Context | None) -> FrontCall | None:
@@ -71,13 +75,16 @@ class FrontCall:
         """Relay one progress notification to this call's client."""
         if self.progress_token is None:
             return
-        await self.session.send_progress_notification(
-            progress_token=self.progress_token,
-            progress=progress,
-            total=total,
-            message=message,
-            related_request_id=self.request_id,
-        )
+        try:
+            await self.session.send_progress_notification(
+                progress_token=self.progress_token,
+                progress=progress,
+                total=total,
+                message=message,
+                related_request_id=self.request_id,
+            )
+        except Exception as exc:  # the request it belongs to is over (a client that left)
+            logger.debug("progress for a finished request dropped: %s", exc)
 
     async def log(self, params: types.LoggingMessageNotificationParams) -> None:
         """Relay a backend log message; the front session applies the client's level."""
@@ -91,7 +98,7 @@ class FrontCall:
     # ------------------------------------------------------------------ requests
 
     def _refuse(self, what: str, capability: types.ClientCapabilities) -> types.ErrorData | None:
-        if self.modern:
+        if self.modern and self.ask is None:
             return types.ErrorData(
                 code=types.INVALID_REQUEST,
                 message=f"{what} is not available: the calling client uses the stateless "
@@ -111,6 +118,8 @@ class FrontCall:
         )
         if refused is not None:
             return refused
+        if self.modern and self.ask is not None:
+            return await self.ask(types.CreateMessageRequest(params=params))
         return await self.session.send_request(
             types.CreateMessageRequest(params=params),
             types.CreateMessageResult,
@@ -124,6 +133,8 @@ class FrontCall:
         )
         if refused is not None:
             return refused
+        if self.modern and self.ask is not None:
+            return await self.ask(types.ElicitRequest(params=params))
         return await self.session.send_request(
             types.ElicitRequest(params=params),
             types.ElicitResult,
@@ -135,6 +146,8 @@ class FrontCall:
         refused = self._refuse("roots", types.ClientCapabilities(roots=types.RootsCapability()))
         if refused is not None:
             return refused
+        if self.modern and self.ask is not None:
+            return await self.ask(types.ListRootsRequest())
         return await self.session.send_request(
             types.ListRootsRequest(),
             types.ListRootsResult,

@@ -83,6 +83,10 @@ class RouterSettings(BaseSettings):
     rate_limit_per_second: float | None = Field(default=None, gt=0)
     rate_limit_burst: int | None = Field(default=None, ge=1)
     otlp_endpoint: str | None = None  # else OTEL_EXPORTER_OTLP_ENDPOINT; unset = no tracing
+    # Seals the multi-round-trip `requestState` the router hands 2026-07-28 clients (AES-GCM,
+    # via the SDK's RequestStateBoundary). Unset: a key generated per process, so a state is
+    # valid only on the replica that issued it; a replica set shares one key.
+    state_key: str | None = Field(default=None, repr=False)
     watch_config: bool = True  # reload the config file when it changes (SIGHUP always works)
     config_poll_interval: float = Field(default=1.0, gt=0)
 

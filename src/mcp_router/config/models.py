@@ -348,6 +348,9 @@ class RoutingConfig(BaseModel):
     namespace_separator: str = "_"
     capability_cache_ttl_seconds: float = Field(default=300.0, ge=0)
     request_timeout_seconds: float = Field(default=30.0, gt=0)
+    # A 2026-07-28 client asked for input (InputRequiredResult) has this long to retry before
+    # the call is cancelled on the backend.
+    input_timeout_seconds: float = Field(default=300.0, gt=0)
     load_balancing: LoadBalancing = "least_in_flight"
     retry: Annotated[RetryConfig, BeforeValidator(_none_to_empty_dict)] = Field(
         default_factory=RetryConfig

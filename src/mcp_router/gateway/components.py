@@ -18,7 +18,7 @@ from fastmcp.resources.base import Resource, ResourceResult
 from fastmcp.resources.template import ResourceTemplate
 from fastmcp.server.context import Context
 from fastmcp.server.dependencies import get_context
-from fastmcp.tools.base import Tool, ToolResult
+from fastmcp.tools.base import InputRequiredToolResult, Tool, ToolResult
 from pydantic import PrivateAttr
 
 from mcp_router.gateway.entry import CallEntry
@@ -56,6 +56,13 @@ class VerbatimPromptResult(PromptResult):
     def to_mcp_prompt_result(self) -> types.GetPromptResult:
         """The backend's result as it came (messages, description, ``_meta``)."""
         return self._wire
+
+
+def tool_result(result: types.CallToolResult | types.InputRequiredResult) -> ToolResult:
+    """The entry's answer as FastMCP's tool result (an input round stays one)."""
+    if isinstance(result, types.InputRequiredResult):
+        return InputRequiredToolResult(result)
+    return ToolResult.from_mcp_result(result)
 
 
 def _context() -> Context | None:
@@ -102,8 +109,7 @@ class ForwardingTool(Tool):
 
     async def run(self, arguments: dict[str, Any], context: Context | None = None) -> ToolResult:
         """Route the call and return the backend's result unchanged."""
-        result = await self._entry.call_tool(context or _context(), self.name, arguments)
-        return ToolResult.from_mcp_result(result)
+        return tool_result(await self._entry.call_tool(context or _context(), self.name, arguments))
 
 
 class ForwardingResource(Resource):

@@ -36,6 +36,7 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from mcp_router.backends.manager import AggregatedIndex, BackendManager, ExposedTool
+from mcp_router.gateway.components import tool_result
 from mcp_router.gateway.entry import CallEntry
 
 __all__ = [
@@ -246,4 +247,4 @@ def register_discovery_tools(server: FastMCP, manager: BackendManager, entry: Ca
             )
         # The same entry as a direct call: the caller's context (progress, sampling,
         # elicitation, roots, per-client session) and the backend's result unchanged.
-        return ToolResult.from_mcp_result(await entry.call_tool(ctx, name, arguments or {}))
+        return tool_result(await entry.call_tool(ctx, name, arguments or {}))

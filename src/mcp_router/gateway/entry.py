@@ -27,6 +27,7 @@ from mcp.shared.exceptions import MCPError
 
 from mcp_router.call_context import FrontCall, current_call
 from mcp_router.errors import RoutingError, UnknownComponentError, to_error_data, to_tool_result
+from mcp_router.gateway.rounds import InputRounds
 from mcp_router.routing.forwarder import Forwarder
 
 logger = logging.getLogger("mcp_router.calls")
@@ -35,10 +36,16 @@ T = TypeVar("T")
 
 
 class CallEntry:
-    """Runs one client request through the router with the caller's context set."""
+    """Runs one client request through the router with the caller's context set.
 
-    def __init__(self, forwarder: Forwarder) -> None:
+    For a 2026-07-28 caller a tool call is a multi-round-trip request (`InputRounds`): what a
+    legacy backend asks mid-call comes back as an ``InputRequiredResult``, and the retry
+    continues the same backend call.
+    """
+
+    def __init__(self, forwarder: Forwarder, rounds: InputRounds | None = None) -> None:
         self.forwarder = forwarder
+        self.rounds = rounds if rounds is not None else InputRounds(timeout=300.0)
 
     @contextmanager
     def _as_current(self, ctx: Context | None) -> Iterator[FrontCall | None]:
@@ -51,15 +58,29 @@ class CallEntry:
 
     async def call_tool(
         self, ctx: Context | None, name: str, arguments: dict[str, Any] | None
-    ) -> types.CallToolResult:
+    ) -> types.CallToolResult | types.InputRequiredResult:
         """Call an exposed tool; routing failures come back as an ``isError`` result."""
         with self._as_current(ctx) as call:
             progress = call.progress if call and call.progress_token is not None else None
-            try:
-                return await self.forwarder.call_tool(name, arguments, progress_callback=progress)
-            except RoutingError as exc:
-                _log_router_error("tools/call", name, exc)
-                return to_tool_result(exc)
+
+            async def run() -> types.CallToolResult:
+                try:
+                    return await self.forwarder.call_tool(
+                        name, arguments, progress_callback=progress
+                    )
+                except RoutingError as exc:
+                    _log_router_error("tools/call", name, exc)
+                    return to_tool_result(exc)
+
+            if call is None or not call.modern or ctx is None:
+                return await run()
+            return await self.rounds.run(
+                call,
+                ("tools/call", name, arguments),
+                run,
+                ctx.request_state,
+                ctx.input_responses,
+            )
 
     async def read_resource(self, ctx: Context | None, uri: str) -> types.ReadResourceResult:
         """Read an exposed resource URI; errors are raised as `MCPError`.

@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 from fastmcp import FastMCP
 from fastmcp.server.middleware import Middleware, MiddlewareContext
+from mcp.server.request_state import RequestStateSecurity
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -32,6 +33,7 @@ from mcp_router.gateway.metrics import RouterMetrics, UnknownNameMetrics
 from mcp_router.gateway.middleware import RoutingMiddleware
 from mcp_router.gateway.protocol import ProtocolRelay
 from mcp_router.gateway.provider import RouterProvider
+from mcp_router.gateway.rounds import InputRounds
 from mcp_router.gateway.status import register_status_routes
 from mcp_router.logs import call_logger, config_secrets, set_secrets
 from mcp_router.reload import ConfigDiff, ConfigReloader
@@ -248,7 +250,7 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
     )
     retry = RetryPolicy.from_config(routing.retry)
     forwarder = Forwarder(manager, engine, retry)
-    entry = CallEntry(forwarder)
+    entry = CallEntry(forwarder, InputRounds(timeout=routing.input_timeout_seconds))
     sessions = SessionRegistry()
     metrics = RouterMetrics(manager)
     forwarder.observers.append(metrics.observe)
@@ -268,6 +270,8 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
     secret_extras = list(settings.auth_token_list)
     if settings.jwt_public_key and settings.jwt_algorithm.startswith("HS"):
         secret_extras.append(settings.jwt_public_key)  # may be the shared secret itself
+    if settings.state_key:
+        secret_extras.append(settings.state_key)
     set_secrets(config_secrets(config, secret_extras))
     limiter = ClientRateLimiter(on_reject=metrics.rate_limited.inc)
     limiter.configure_from(settings, config)
@@ -289,6 +293,9 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
         dereference_schemas=False,  # pass backend schemas through verbatim ($ref, $defs)
         list_page_size=routing.list_page_size,
         on_duplicate="warn",
+        request_state_security=RequestStateSecurity(keys=[settings.state_key])
+        if settings.state_key
+        else None,
     )
     router = Router(config, settings, manager, engine, forwarder, server, sessions, metrics)
     router.front_auth, router.limiter, router.secret_extras = front_auth, limiter, secret_extras
