@@ -22,6 +22,7 @@ from typing import Any
 import uvicorn
 
 from mcp_router.gateway.auth import FrontAuth
+from mcp_router.gateway.headers import TrimmedHeaders
 from mcp_router.gateway.server import Router
 
 logger = logging.getLogger("mcp_router.http")
@@ -160,7 +161,7 @@ def build_http_app(router: Router) -> ASGIApp:
         app = router.server.http_app(transport="http", path="/mcp", **guard)
     if settings.metrics_require_auth and router.front_auth is not None:
         app = MetricsAuth(app, router.front_auth)
-    return BodyLimit(app, settings.max_request_bytes)
+    return BodyLimit(TrimmedHeaders(app), settings.max_request_bytes)
 
 
 async def serve_http(router: Router, *, sockets: list[Any] | None = None) -> None:
