@@ -104,7 +104,6 @@ def test_full_yaml_loads_every_field(tmp_path: Path) -> None:
     db, files = config.backends
     assert db.name == "database"
     assert db.transport == "http"  # streamable-http normalised
-    assert db.resolved_transport == "http"
     assert db.url == "https://db.example.com/mcp"
     assert db.command is None
     assert db.headers == {"Authorization": "Bearer s3cret"}
@@ -205,7 +204,6 @@ def test_null_sections_are_treated_as_empty(tmp_path: Path) -> None:
 def test_transport_inference(tmp_path: Path, body: str, expected: str) -> None:
     config = load_config(write(tmp_path, one_backend(body)), environ={})
     assert config.backends[0].transport == expected
-    assert config.backends[0].resolved_transport == expected
 
 
 def test_effective_namespace_of_dotted_name_is_valid() -> None:

@@ -192,11 +192,6 @@ class NameCodec:
         self._built = True
 
     @property
-    def built(self) -> bool:
-        """Whether :meth:`build` has run."""
-        return self._built
-
-    @property
     def collisions(self) -> list[Collision]:
         """Every collision resolved by :meth:`build`, in resolution order."""
         return list(self._collisions)
@@ -211,12 +206,6 @@ class NameCodec:
     def items(self) -> list[tuple[str, str, str]]:
         """``(exposed, group_id, original)`` for every name, in registration order."""
         return [(e, *self._by_exposed[e]) for e in self._order]
-
-    def __contains__(self, exposed: object) -> bool:
-        return exposed in self._by_exposed
-
-    def __len__(self) -> int:
-        return len(self._order)
 
     def __repr__(self) -> str:
         return (
