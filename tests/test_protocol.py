@@ -29,7 +29,7 @@ from mcp import Client
 from mcp.client.context import ClientRequestContext
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
-from support import PYTHON, SERVERS, write_config
+from support import PYTHON, SERVERS, RouterProcess, write_config
 
 # the test itself is bounded; shared processes are bounded by their own start/stop timeouts
 pytestmark = [
@@ -198,7 +198,7 @@ def router_url(
     backend: str,
     request: pytest.FixtureRequest,
     module_tmp: Path,
-    start_router: Callable[..., str],
+    start_router: Callable[..., RouterProcess],
 ) -> str:
     """The router's /mcp URL, with ``proto`` behind it over ``backend``."""
     if backend == "http":
@@ -210,7 +210,7 @@ def router_url(
             "args": [str(SERVERS / "protocol.py"), "--transport", "stdio"],
         }
     config = write_config(module_tmp / f"proto-{backend}.yaml", [entry])
-    return f"{start_router(config)}/mcp"
+    return start_router(config).url
 
 
 # ------------------------------------------------------------------------------- progress
