@@ -256,12 +256,25 @@ def run_router(
             proc = stack.enter_context(
                 spawn(argv, env=dict(env) if env else None, stderr=stderr, cwd=cwd)
             )
-        try:
-            wait_http(f"{base}/ready", timeout, proc, status=200)
-        except (TimeoutError, RuntimeError) as exc:
-            raise AssertionError(
-                f"router never became ready: {exc}\n--- router stderr (end) ---\n{_tail(log)}"
-            ) from None
+        with httpx2.Client(timeout=2.0) as http:
+
+            def ready() -> bool:
+                if proc.poll() is not None:
+                    raise AssertionError(f"router exited with {proc.returncode}")
+                try:
+                    answer = http.get(f"{base}/ready")
+                except httpx2.HTTPError:  # not listening yet
+                    return False
+                # before discovery is done /ready says 503; anything else is a bug
+                assert answer.status_code in (200, 503), f"/ready answered {answer.status_code}"
+                return answer.status_code == 200
+
+            try:
+                wait_until(ready, timeout, "router /ready answers 200")
+            except AssertionError as exc:
+                raise AssertionError(
+                    f"router never became ready: {exc}\n--- router stderr (end) ---\n{_tail(log)}"
+                ) from None
         yield RouterProcess(proc, base, transport, log)
 
 

@@ -16,8 +16,8 @@ import pytest
 
 from mcp_router.config.models import BackendConfig, RouterConfig
 from mcp_router.reload import diff_configs
-from opsupport import bearer_client, run_router, sample, scrape
-from support import write_config
+from opsupport import bearer_client, sample, scrape
+from support import child_env, run_router, write_config
 
 LIST_CHANGED = "notifications/tools/list_changed"
 
@@ -71,7 +71,7 @@ def test_reload_add_change_remove_and_reject(alpha_url: str, beta_url: str, tmp_
     config = tmp_path / "backends.yaml"
     write_config(config, [_alpha(alpha_url)])
     env = {"MCP_CONFIG_POLL_INTERVAL": "0.2"}
-    with run_router(config, tmp_path / "router.log", env=env) as router:
+    with run_router(config, tmp_path / "router.log", env=child_env(**env)) as router:
         notes = Notifications()
 
         async def scenario() -> dict[str, Any]:
@@ -165,7 +165,7 @@ def test_sighup_reloads_when_watching_is_off(alpha_url: str, beta_url: str, tmp_
     config = tmp_path / "backends.yaml"
     write_config(config, [_alpha(alpha_url)])
     env = {"MCP_WATCH_CONFIG": "false"}
-    with run_router(config, tmp_path / "router.log", env=env) as router:
+    with run_router(config, tmp_path / "router.log", env=child_env(**env)) as router:
         write_config(config, [_alpha(alpha_url), _beta(beta_url, "b")])
         time.sleep(1.5)  # longer than the default poll interval: nothing happens
         assert httpx2.get(f"{router.base}/ready").json()["backends"] == 1

@@ -27,8 +27,8 @@ from mcp.shared.exceptions import MCPError
 from mcp_router.config import ConfigError
 from mcp_router.gateway.auth import FrontAuth, StaticBearerVerifier
 from mcp_router.settings import load_settings
-from opsupport import bearer_client, result_json, run_router, sample, scrape
-from support import free_port, write_config
+from opsupport import bearer_client, result_json, sample, scrape
+from support import child_env, free_port, run_router, write_config
 
 API_KEY = "sk-ops-api-key-7f3a9c"
 BACKEND_TOKEN = "backend-token-5e1d2b"
@@ -113,7 +113,7 @@ def test_static_tokens_and_no_credential_leak(headers_url: str, tmp_path: Path) 
         "MCP_AUTH_TOKEN_FILE": str(token_file),
         "MCP_LOG_LEVEL": "DEBUG",
     }
-    with run_router(config, tmp_path / "router.log", env=env) as router:
+    with run_router(config, tmp_path / "router.log", env=child_env(**env)) as router:
         # No token, another scheme, a wrong token: 401 with a Bearer challenge.
         for headers in ({}, {"Authorization": "Basic Zm9vOmJhcg=="}):
             r = httpx2.post(router.url, json=_init_body(), headers={**MCP_HEADERS, **headers})
@@ -204,7 +204,9 @@ def test_static_tokens_and_no_credential_leak(headers_url: str, tmp_path: Path) 
 def test_sse_front_requires_a_token(headers_url: str, tmp_path: Path) -> None:
     config = write_config(tmp_path / "backends.yaml", [{"name": "hdr", "url": headers_url}])
     env = {"MCP_AUTH_TOKENS": ENV_TOKEN}
-    with run_router(config, tmp_path / "router.log", transport="sse", env=env) as router:
+    with run_router(
+        config, tmp_path / "router.log", transport="sse", env=child_env(**env)
+    ) as router:
         sse = f"{router.base}/sse"
         r = httpx2.get(sse, headers={"Accept": "text/event-stream"})
         assert r.status_code == 401
@@ -246,7 +248,7 @@ def test_jwt_auth_protected_metrics_and_rate_limit(headers_url: str, tmp_path: P
         return pair.create_token(**claims)
 
     good = token()
-    with run_router(config, tmp_path / "router.log", env=env) as router:
+    with run_router(config, tmp_path / "router.log", env=child_env(**env)) as router:
         rejected = {
             "wrong audience": token(audience="someone-else"),
             "wrong issuer": token(issuer="https://evil.example.com"),
@@ -453,7 +455,7 @@ def test_host_origin_body_limit_and_fuzzed_bodies(headers_url: str, tmp_path: Pa
         "MCP_ALLOWED_HOSTS": "router.example.internal",
         "MCP_ALLOWED_ORIGINS": "https://app.example.com",
     }
-    with run_router(config, tmp_path / "router.log", env=env) as router:
+    with run_router(config, tmp_path / "router.log", env=child_env(**env)) as router:
         port = router.base.rsplit(":", 1)[1]
         # DNS rebinding: a foreign Host gets 421, on every path; loopback names are fine.
         for path in ("/mcp", "/health"):
