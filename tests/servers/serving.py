@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import mcp_types
-import uvicorn
 from fastmcp import FastMCP
 from mcp.server.context import ServerRequestContext
 
@@ -46,6 +45,8 @@ def serve(server: FastMCP, args: argparse.Namespace, *, app: Any = None, **run: 
     if args.transport == "stdio":
         server.run("stdio", show_banner=False, **run)
     elif app is not None:
+        import uvicorn  # only the servers that bring their own ASGI app need it
+
         uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
     else:
         path = "/mcp" if args.transport == "http" else "/sse"
