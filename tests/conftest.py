@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from support import fastmcp_server, free_port, router_http, spawn
+from support import RouterProcess, fastmcp_server, free_port, run_router, spawn
 
 _counter = itertools.count()
 
@@ -76,15 +76,14 @@ def start_server(module_processes: contextlib.ExitStack, module_tmp: Path) -> Ca
 
 
 @pytest.fixture(scope="module")
-def start_router(module_processes: contextlib.ExitStack, module_tmp: Path) -> Callable[..., str]:
-    """``start_router(config, transport="http")``: run the router for the module, return its
-    base URL (``http://127.0.0.1:PORT``) once ``/ready`` says so."""
+def start_router(
+    module_processes: contextlib.ExitStack, module_tmp: Path
+) -> Callable[..., RouterProcess]:
+    """``start_router(config, transport="http")``: run the router for the module (see
+    :func:`support.run_router`); its stderr is kept in the module's temporary directory."""
 
-    def start(config: Path, transport: str = "http") -> str:
+    def start(config: Path, transport: str = "http") -> RouterProcess:
         log = module_tmp / f"router-{transport}-{next(_counter)}.log"
-        with logged(log) as stderr:
-            return module_processes.enter_context(
-                router_http(config, transport=transport, stderr=stderr)
-            )
+        return module_processes.enter_context(run_router(config, log, transport=transport))
 
     return start

@@ -11,8 +11,8 @@ import mcp_types as types
 import pytest
 from mcp import Client
 
-from support import EVERYTHING, write_config
-from test_faults import call, running_router, stdio_backend
+from support import EVERYTHING, in_process_router, write_config
+from test_faults import call, stdio_backend
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -43,7 +43,7 @@ async def test_router_call_tool_relays_server_everythings_sampling_to_its_caller
         [{"name": "every", "command": str(EVERYTHING), "args": ["stdio"]}],
         SEARCH,
     )
-    async with running_router(config) as router:
+    async with in_process_router(config) as router:
         server = router.server._mcp_server
         async with Client(server, mode="legacy", sampling_callback=_sampler("sampled-A")) as a:
             by_search = await a.session.call_tool(
@@ -62,7 +62,7 @@ async def test_router_call_tool_uses_each_clients_own_session_in_per_client_mode
     config = write_config(
         tmp_path / "per_client.yaml", [stdio_backend("solo", session_mode="per_client")], SEARCH
     )
-    async with running_router(config) as router:
+    async with in_process_router(config) as router:
         server = router.server._mcp_server
         async with Client(server, mode="legacy") as a, Client(server, mode="legacy") as b:
             pids = []

@@ -10,8 +10,7 @@ import anyio
 import pytest
 from mcp import Client
 
-from support import PYTHON, SERVERS, write_config
-from test_faults import running_router, wait_for
+from support import PYTHON, SERVERS, in_process_router, wait_until_async, write_config
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -35,7 +34,7 @@ async def test_a_changed_description_and_schema_reach_clients_under_the_same_nam
         if method := getattr(message, "method", None):
             notified.append(method)
 
-    async with running_router(_config(tmp_path)) as router:
+    async with in_process_router(_config(tmp_path)) as router:
         server = router.server._mcp_server
         async with (
             Client(server, mode="legacy", message_handler=on_message) as caller,
@@ -51,7 +50,7 @@ async def test_a_changed_description_and_schema_reach_clients_under_the_same_nam
             async def both_told() -> bool:
                 return notified.count(LIST_CHANGED) >= 2  # the caller and the other client
 
-            await wait_for(both_told, 15, "tools/list_changed at both clients")
+            await wait_until_async(both_told, 15, "tools/list_changed at both clients")
             after = {t.name: t for t in (await watcher.session.list_tools()).tools}
             target = after["mut_target"]
             assert target.description == "Repeat the text count times (version 2)."
@@ -70,7 +69,7 @@ async def test_a_burst_of_catalog_changes_becomes_one_notification_per_client(
         if method := getattr(message, "method", None):
             notified.append(method)
 
-    async with running_router(_config(tmp_path)) as router:
+    async with in_process_router(_config(tmp_path)) as router:
         server = router.server._mcp_server
         async with Client(server, mode="legacy", message_handler=on_message) as client:
             await client.session.list_tools()  # the client is now a connected session

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from mcp_router.resilience import CircuitBreaker, CircuitOpenError, CircuitState, Permit
+from mcp_router.resilience import CircuitBreaker, CircuitState, Permit
 
 WALL_START = datetime(2026, 11, 25, 3, 9, 18, tzinfo=UTC).timestamp()
 
@@ -250,7 +250,6 @@ def test_permit_records_at_most_once(clock: FakeClock) -> None:
     permit.failure("second")
     permit.success()
     permit.release()
-    assert permit.recorded
     assert breaker.total_failures == 1
     assert breaker.total_successes == 0
     assert breaker.consecutive_failures == 1
@@ -297,48 +296,8 @@ def test_release_in_closed_is_neutral(clock: FakeClock) -> None:
     assert breaker.total_successes == 0
 
 
-def test_listeners_called_on_every_transition(clock: FakeClock) -> None:
-    breaker = make(clock, threshold=1, attempts=1)
-    seen: list[tuple[str, CircuitState, CircuitState]] = []
-    breaker.on_change(lambda name, old, new: seen.append((name, old, new)))
-    fail(breaker)
-    clock.advance(breaker.timeout_seconds)
-    trial = breaker.acquire()
-    assert trial is not None
-    trial.failure("again")
-    clock.advance(breaker.timeout_seconds)
-    succeed(breaker)
-    assert seen == [
-        ("db", CircuitState.CLOSED, CircuitState.OPEN),
-        ("db", CircuitState.OPEN, CircuitState.HALF_OPEN),
-        ("db", CircuitState.HALF_OPEN, CircuitState.OPEN),
-        ("db", CircuitState.OPEN, CircuitState.HALF_OPEN),
-        ("db", CircuitState.HALF_OPEN, CircuitState.CLOSED),
-    ]
-
-
-def test_listener_unsubscribe_and_failing_listener(clock: FakeClock) -> None:
-    breaker = make(clock, threshold=1)
-    seen: list[CircuitState] = []
-
-    def broken(name: str, old: CircuitState, new: CircuitState) -> None:
-        raise RuntimeError("listener bug")
-
-    breaker.on_change(broken)
-    unsubscribe = breaker.on_change(lambda name, old, new: seen.append(new))
-    fail(breaker)
-    assert breaker.state is CircuitState.OPEN
-    assert seen == [CircuitState.OPEN]
-    unsubscribe()
-    clock.advance(breaker.timeout_seconds)
-    assert breaker.state is CircuitState.HALF_OPEN
-    assert seen == [CircuitState.OPEN]
-
-
 def test_force_open_from_closed(clock: FakeClock) -> None:
     breaker = make(clock, timeout=60)
-    seen: list[tuple[CircuitState, CircuitState]] = []
-    breaker.on_change(lambda name, old, new: seen.append((old, new)))
     inflight = breaker.acquire()
     assert inflight is not None
     breaker.force_open("health probe: ping timed out")
@@ -346,23 +305,17 @@ def test_force_open_from_closed(clock: FakeClock) -> None:
     assert breaker.last_failure_reason == "health probe: ping timed out"
     assert breaker.total_failures == 0
     assert breaker.acquire() is None
-    assert seen == [(CircuitState.CLOSED, CircuitState.OPEN)]
     # A call admitted before the probe is stale now.
     inflight.success()
     assert breaker.state is CircuitState.OPEN
-    error = breaker.open_error()
-    assert error.forced
-    assert "forced open" in str(error)
+    assert "circuit was forced open" in breaker.open_error()
 
 
-def test_force_open_while_open_restarts_timeout_without_transition(clock: FakeClock) -> None:
+def test_force_open_while_open_restarts_the_timeout(clock: FakeClock) -> None:
     breaker = make(clock, threshold=1, timeout=60)
     fail(breaker)
-    seen: list[CircuitState] = []
-    breaker.on_change(lambda name, old, new: seen.append(new))
     clock.advance(70)  # timeout elapsed but not yet observed
     breaker.force_open("dead")
-    assert seen == []
     assert breaker.state is CircuitState.OPEN
     assert breaker.retry_in() == pytest.approx(60)
 
@@ -385,27 +338,22 @@ def test_open_error_message(clock: FakeClock) -> None:
     breaker = make(clock, threshold=5, timeout=60)
     fail(breaker, 5, reason="connection refused")
     clock.advance(18)
-    error = breaker.open_error()
-    assert isinstance(error, CircuitOpenError)
-    assert error.backend == "db"
-    assert error.retry_at_wall == datetime(2026, 11, 25, 3, 10, 18, tzinfo=UTC)
-    assert error.retry_in == pytest.approx(42.0)
-    message = str(error)
+    message = breaker.open_error()
     assert message.startswith(
         "backend 'db' circuit is open after 5 consecutive failures; "
         "next attempt at 2026-11-25T03:10:18Z (in 42.0s)"
     )
-    assert "connection refused" in message
+    assert message.endswith("; last failure: connection refused")
 
 
 def test_open_error_when_half_open_slots_taken(clock: FakeClock) -> None:
     breaker = make(clock, attempts=1)
     open_then_half_open(breaker, clock)
     assert breaker.acquire() is not None
-    error = breaker.open_error()
-    assert error.state is CircuitState.HALF_OPEN
-    assert "half-open" in str(error)
-    assert error.retry_in == 0
+    assert breaker.open_error().startswith(
+        "backend 'db' circuit is half-open and all trial slots are taken; "
+    )
+    assert "(in 0.0s)" in breaker.open_error()
 
 
 def test_snapshot(clock: FakeClock) -> None:
@@ -425,11 +373,6 @@ def test_snapshot(clock: FakeClock) -> None:
     assert snap["retry_in_seconds"] == pytest.approx(20)
     assert snap["retry_at"] == "2026-11-25T03:09:48Z"
     assert snap["last_failure_reason"] == "reset by peer"
-
-
-def test_state_is_a_str_enum() -> None:
-    assert CircuitState.HALF_OPEN == "half_open"
-    assert CircuitState("open") is CircuitState.OPEN
 
 
 @pytest.mark.parametrize(

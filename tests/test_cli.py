@@ -14,14 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx2
 import mcp_types as types
 import pytest
 from mcp import Client
-from mcp.client.stdio import StdioServerParameters
 
-from support import PYTHON, free_port, spawn, write_config
+from support import PYTHON, free_port, router_stdio, run_router, write_config
 
 # A guard for overloaded machines only: each test takes a few seconds.
 pytestmark = pytest.mark.timeout(60)  # a guard for overloaded machines: each test takes seconds
@@ -43,13 +41,14 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_router(
+def run_cli(
     *args: str,
     cwd: Path,
     env: dict[str, str] | None = None,
     stdin: bytes = b"",
     timeout: float = 45,
 ) -> subprocess.CompletedProcess[str]:
+    """Run ``mcp-router ARGS`` to completion (checks, config errors, stdin closed at once)."""
     proc = subprocess.run(
         [str(MCP_ROUTER), *args],
         input=stdin.decode(),
@@ -85,26 +84,26 @@ def assert_config_error(proc: subprocess.CompletedProcess[str], *expected: str) 
 
 
 def test_missing_config_file_exits_2_naming_the_file(cwd: Path) -> None:
-    proc = run_router("--config", "/nonexistent.yaml", cwd=cwd)
+    proc = run_cli("--config", "/nonexistent.yaml", cwd=cwd)
     assert_config_error(proc, "/nonexistent.yaml: file not found")
 
 
 def test_yaml_syntax_error_exits_2_naming_file_and_line(cwd: Path) -> None:
     path = cwd / "syntax.yaml"
     path.write_text("backends:\n  - name: a\n    command: echo\n   args: [1\n")
-    proc = run_router("--config", str(path), cwd=cwd)
+    proc = run_cli("--config", str(path), cwd=cwd)
     assert_config_error(proc, f"{path}: line 4", "YAML syntax error")
 
 
 def test_unknown_key_exits_2_naming_its_key_path(cwd: Path) -> None:
     path = write_config(cwd / "unknown.yaml", [{"name": "a", "command": "echo", "colour": "red"}])
-    proc = run_router("--config", str(path), cwd=cwd)
+    proc = run_cli("--config", str(path), cwd=cwd)
     assert_config_error(proc, f"{path}: backends[0].colour: unknown key 'colour'")
 
 
 def test_wrong_type_exits_2_naming_key_path_and_value(cwd: Path) -> None:
     path = write_config(cwd / "type.yaml", [{"name": "a", "command": "echo", "priority": "high"}])
-    proc = run_router("--config", str(path), cwd=cwd)
+    proc = run_cli("--config", str(path), cwd=cwd)
     assert_config_error(proc, f"{path}: backends[0].priority: ", "integer", "'high'")
 
 
@@ -115,7 +114,7 @@ def test_undefined_variable_exits_2_naming_variable_and_key_path(cwd: Path) -> N
         "headers": {"Authorization": "Bearer ${ROUTER_TEST_UNSET_TOKEN}"},
     }
     path = write_config(cwd / "var.yaml", [backend])
-    proc = run_router("--config", str(path), cwd=cwd)
+    proc = run_cli("--config", str(path), cwd=cwd)
     assert_config_error(
         proc, f"{path}: backends[0].headers.Authorization: ", "ROUTER_TEST_UNSET_TOKEN", "not set"
     )
@@ -126,19 +125,19 @@ def test_duplicate_backend_names_exit_2_naming_the_second_one(cwd: Path) -> None
         cwd / "dup.yaml",
         [{"name": "a", "command": "echo"}, {"name": "a", "command": "cat"}],
     )
-    proc = run_router("--config", str(path), cwd=cwd)
+    proc = run_cli("--config", str(path), cwd=cwd)
     assert_config_error(proc, f"{path}: backends[1].name: duplicate backend name 'a'")
 
 
 def test_bad_environment_value_exits_2_naming_the_variable(cwd: Path) -> None:
     path = write_config(cwd / "good.yaml", [DEMO_BACKEND])
-    proc = run_router("--config", str(path), cwd=cwd, env=clean_env(MCP_PORT="abc"))
+    proc = run_cli("--config", str(path), cwd=cwd, env=clean_env(MCP_PORT="abc"))
     assert_config_error(proc, "environment: MCP_PORT: ", "integer", "'abc'")
 
 
 def test_check_with_bad_config_exits_2_too(cwd: Path) -> None:
     path = write_config(cwd / "unknown.yaml", [{"name": "a", "command": "echo", "colour": "red"}])
-    proc = run_router("check", "--config", str(path), cwd=cwd)
+    proc = run_cli("check", "--config", str(path), cwd=cwd)
     assert_config_error(proc, f"{path}: backends[0].colour: ")
 
 
@@ -159,7 +158,7 @@ def catalog_lines(stdout: str) -> dict[str, tuple[str, str]]:
 
 def test_check_prints_each_exposed_name_with_its_backend_and_exits_0(cwd: Path) -> None:
     path = write_config(cwd / "good.yaml", [DEMO_BACKEND])
-    proc = run_router("check", "--config", str(path), cwd=cwd)
+    proc = run_cli("check", "--config", str(path), cwd=cwd)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     tools = catalog_lines(proc.stdout)
@@ -181,7 +180,7 @@ def test_check_with_an_unreachable_backend_fails_and_names_it(cwd: Path) -> None
     # `check` waits the longest connect timeout for a backend that is down: keep it short.
     demo = {**DEMO_BACKEND, "connect_timeout_seconds": 8}
     path = write_config(cwd / "ghost.yaml", [demo, ghost])
-    proc = run_router("check", "--config", str(path), cwd=cwd)
+    proc = run_cli("check", "--config", str(path), cwd=cwd)
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert "not reachable: ghost" in proc.stderr
@@ -195,8 +194,8 @@ def test_check_with_an_unreachable_backend_fails_and_names_it(cwd: Path) -> None
 
 async def test_no_argument_stdio_launch_answers_initialize_and_lists_demo_echo(cwd: Path) -> None:
     # What `claude mcp add router -- mcp-router` starts: no arguments, no config file.
-    params = StdioServerParameters(command=str(MCP_ROUTER), args=[], env=clean_env(), cwd=cwd)
-    async with Client(params, mode="legacy") as client:
+    command = [str(MCP_ROUTER)]
+    async with router_stdio(None, command=command, env=clean_env(), cwd=cwd) as client:
         assert client.server_info.name == "mcp-router"
         names = [t.name for t in (await client.list_tools()).tools]
         assert "demo_echo" in names
@@ -206,53 +205,57 @@ async def test_no_argument_stdio_launch_answers_initialize_and_lists_demo_echo(c
         assert result.content[0].text == "from claude"
 
 
-@pytest.fixture
-def http_router(cwd: Path) -> Iterator[str]:
-    """`mcp-router --transport http --port N` with no config; yields the base URL."""
+@pytest.fixture(scope="module")
+def http_router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`mcp-router --transport http --port N` with no config, from an empty directory; yields
+    the base URL once /ready says ready (it says 503 until discovery is done)."""
+    work = tmp_path_factory.mktemp("http-work")
     port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    cmd = [str(MCP_ROUTER), "--transport", "http", "--port", str(port)]
-    with spawn(cmd, env=clean_env(), cwd=cwd, ready_url=f"{base}/health", timeout=40):
-        yield base
+    argv = [str(MCP_ROUTER), "--transport", "http", "--port", str(port)]
+    with run_router(None, argv=argv, port=port, env=clean_env(), cwd=work, timeout=40) as router:
+        yield router.base
 
 
-async def test_new_user_http_router_serves_demo_echo_health_ready_and_metrics(
-    http_router: str,
-) -> None:
-    async with httpx2.AsyncClient(base_url=http_router, timeout=5) as http:
-        health = await http.get("/health")
-        assert health.status_code == 200
-        assert health.json()["status"] == "ok"
+def test_new_user_http_router_is_healthy_and_ready(http_router: str) -> None:
+    health = httpx2.get(f"{http_router}/health", timeout=5)
+    assert health.status_code == 200
+    assert health.json()["status"] == "ok"
+    ready = httpx2.get(f"{http_router}/ready", timeout=5)
+    assert ready.status_code == 200
+    assert ready.json()["ready"] is True
 
-        with anyio.fail_after(30):  # /ready says 503 until discovery is done, then 200
-            while (ready := await http.get("/ready")).status_code != 200:
-                assert ready.status_code == 503
-                await anyio.sleep(0.05)
-        assert ready.json()["ready"] is True
 
-    for mode in ("legacy", "2026-07-28"):
-        async with Client(f"{http_router}/mcp", mode=mode) as client:
-            result = await client.call_tool("demo_echo", {"text": f"hello {mode}"})
-            assert not result.is_error
-            assert isinstance(result.content[0], types.TextContent)
-            assert result.content[0].text == f"hello {mode}"
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_new_user_http_router_serves_the_demo_echo_tool(http_router: str, mode: str) -> None:
+    async with Client(f"{http_router}/mcp", mode=mode) as client:
+        result = await client.call_tool("demo_echo", {"text": f"hello {mode}"})
+    assert not result.is_error
+    assert isinstance(result.content[0], types.TextContent)
+    assert result.content[0].text == f"hello {mode}"
 
-    async with httpx2.AsyncClient(base_url=http_router, timeout=5) as http:
-        metrics = await http.get("/metrics")
-    assert metrics.status_code == 200
-    assert metrics.headers["content-type"].startswith("text/plain")
-    assert "# TYPE mcp_router_requests_total counter" in metrics.text
-    calls = [
-        line
-        for line in metrics.text.splitlines()
+
+def _echo_calls(metrics: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
         if line.startswith("mcp_router_requests_total{") and 'name="demo_echo"' in line
-    ]
-    assert calls, metrics.text
-    assert sum(float(line.rsplit(" ", 1)[1]) for line in calls) == 2.0
+    )
+
+
+async def test_new_user_http_router_counts_each_call_in_metrics(http_router: str) -> None:
+    before = httpx2.get(f"{http_router}/metrics", timeout=5)
+    async with Client(f"{http_router}/mcp", mode="legacy") as client:
+        for text in ("one", "two"):
+            assert not (await client.call_tool("demo_echo", {"text": text})).is_error
+    after = httpx2.get(f"{http_router}/metrics", timeout=5)
+    assert after.status_code == 200
+    assert after.headers["content-type"].startswith("text/plain")
+    assert "# TYPE mcp_router_requests_total counter" in after.text
+    assert _echo_calls(after.text) - _echo_calls(before.text) == 2.0
 
 
 def test_stdio_router_with_no_input_writes_nothing_to_stdout(cwd: Path) -> None:
-    proc = run_router(cwd=cwd, stdin=b"")
+    proc = run_cli(cwd=cwd, stdin=b"")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ""
     # It did start (and said so on stderr) before it saw the end of its input.

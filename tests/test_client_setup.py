@@ -19,13 +19,20 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
-from mcp import Client
-from mcp.client.stdio import StdioServerParameters
 
 from mcp_router.config import load_config
-from support import ROOT, child_env, fastmcp_server, free_port, http_client, spawn, write_config
+from support import (
+    MANAGEMENT_TOOLS,
+    ROOT,
+    child_env,
+    fastmcp_server,
+    free_port,
+    http_client,
+    router_stdio,
+    run_router,
+    write_config,
+)
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -72,15 +79,15 @@ def _fill(text: str, config: Path) -> str:
 async def _check_stdio(
     command: str, args: list[str], env: dict[str, str], cwd: Path, timeout: float = 90
 ) -> None:
-    params = StdioServerParameters(command=command, args=args, env=child_env(**env), cwd=cwd)
-    with anyio.fail_after(timeout):
-        async with Client(params, mode="legacy") as client:
-            assert client.server_info is not None
-            assert client.server_info.name == "mcp-router"
-            names = {t.name for t in (await client.list_tools()).tools}
-            assert {"router_list_backends", "basic_whoami"} <= names, names
-            result = await client.call_tool("basic_whoami", {})
-            assert result.content[0].text == "from-docs"  # type: ignore[union-attr]
+    async with router_stdio(
+        None, command=[command, *args], env=child_env(**env), cwd=cwd, timeout=timeout
+    ) as client:
+        assert client.server_info is not None
+        assert client.server_info.name == "mcp-router"
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert MANAGEMENT_TOOLS | {"basic_whoami"} <= names, names
+        result = await client.call_tool("basic_whoami", {})
+        assert result.content[0].text == "from-docs"  # type: ignore[union-attr]
 
 
 def _claude_add_argv(line: str, config: Path) -> tuple[list[str], dict[str, str]]:
@@ -130,14 +137,10 @@ async def test_claude_code_http(config: Path) -> None:
     serve_argv = shlex.split(_fill(serve, config).replace("--port 8000", f"--port {port}"))
     url = shlex.split(add)[-1].replace(":8000/", f":{port}/")
     assert url == f"http://127.0.0.1:{port}/mcp"
-    with spawn(serve_argv, ready_url=f"http://127.0.0.1:{port}/health", timeout=60):
-        with anyio.fail_after(60):
-            while True:  # /ready turns 200 once discovery is done
-                async with http_client(url) as client:
-                    names = {t.name for t in (await client.list_tools()).tools}
-                if "basic_whoami" in names:
-                    break
-                await anyio.sleep(0.2)
+    with run_router(None, argv=serve_argv, port=port, timeout=60):
+        async with http_client(url) as client:
+            names = {t.name for t in (await client.list_tools()).tools}
+    assert "basic_whoami" in names, names
 
 
 async def test_fastmcp_run(config: Path) -> None:

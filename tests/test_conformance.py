@@ -46,7 +46,7 @@ from support import (
     fastmcp_server,
     free_port,
     kill_group,
-    router_http,
+    run_router,
     spawn,
     write_config,
 )
@@ -235,8 +235,8 @@ def _url_of(cm: AbstractContextManager[Any], url: str) -> Iterator[str]:
 
 @contextlib.contextmanager
 def _router_url(config: Path) -> Iterator[str]:
-    with router_http(config, timeout=60.0) as base:
-        yield f"{base}/mcp"
+    with run_router(config, timeout=60.0) as router:
+        yield router.url
 
 
 @contextlib.contextmanager

@@ -17,15 +17,20 @@ import pytest
 
 from mcp_router.backends.manager import ExposedTool
 from mcp_router.gateway.discovery import ToolSearchIndex, pinned_matcher, tokenize
-from support import SERVERS, fastmcp_server, http_client, router_http, write_config
+from support import (
+    MANAGEMENT_TOOLS,
+    SEARCH_TOOLS,
+    SERVERS,
+    fastmcp_server,
+    http_client,
+    run_router,
+    write_config,
+)
 
 sys.path.insert(0, str(SERVERS))
 from catalog import DISTINCTIVE, catalog
 
 pytestmark = pytest.mark.timeout(60)
-
-MANAGEMENT = {"router_list_backends", "router_get_backend_health", "router_get_routing_info"}
-DISCOVERY = {"router_search_tools", "router_call_tool"}
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +111,8 @@ def router_base(module_tmp: Path) -> Iterator[str]:
         ],
         routing={"tool_discovery": "search", "pinned_tools": ["basic_*", "cat_validate_iban"]},
     )
-    with router_http(config) as base:
-        yield base
+    with run_router(config) as router:
+        yield router.base
 
 
 async def test_search_mode_lists_pinned_and_discovery_tools(router_base: str) -> None:
@@ -116,7 +121,7 @@ async def test_search_mode_lists_pinned_and_discovery_tools(router_base: str) ->
         instructions = client.instructions
     basic = {"basic_create_order", "basic_stats", "basic_lookup", "basic_explode"}
     basic |= {"basic_snapshot", "basic_whoami"}
-    assert listed == MANAGEMENT | DISCOVERY | basic | {"cat_validate_iban"}
+    assert listed == MANAGEMENT_TOOLS | SEARCH_TOOLS | basic | {"cat_validate_iban"}
     assert "router_search_tools" in (instructions or "")
 
 

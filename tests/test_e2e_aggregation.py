@@ -9,7 +9,6 @@ loses nothing but the namespace.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,17 +16,25 @@ from typing import Any
 
 import pytest
 from mcp import Client
-from mcp.client.stdio import StdioServerParameters
 from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel
 
-from support import PYTHON, child_env, fastmcp_server, free_port, http_client, router_http
+from support import (
+    MANAGEMENT_TOOLS,
+    PYTHON,
+    RouterProcess,
+    child_env,
+    fastmcp_server,
+    free_port,
+    http_client,
+    router_stdio,
+    run_router,
+)
 from support import write_config as write_backends
 
 # the test itself is bounded; shared processes are bounded by their own start/stop timeouts
 pytestmark = pytest.mark.timeout(30, func_only=True)
 
-MANAGEMENT = {"router_list_backends", "router_get_backend_health", "router_get_routing_info"}
 ERAS = ["legacy", "2026-07-28"]
 SERVER_INFO = "io.modelcontextprotocol/serverInfo"
 ALPHA_STDIO = [*fastmcp_server("basic", "stdio"), "--name", "alpha"]
@@ -88,7 +95,7 @@ def beta_url(start_server: Callable[..., str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def router_url(beta_url: str, module_tmp: Path, start_router: Callable[..., str]) -> str:
+def router_url(beta_url: str, module_tmp: Path, start_router: Callable[..., RouterProcess]) -> str:
     """A router over streamable HTTP in front of ``a`` (stdio, alpha) and ``b`` (http, beta)."""
     config = write_backends(
         module_tmp / "two-basics.yaml",
@@ -97,7 +104,7 @@ def router_url(beta_url: str, module_tmp: Path, start_router: Callable[..., str]
             {"name": "b", "url": beta_url},
         ],
     )
-    return f"{start_router(config)}/mcp"
+    return start_router(config).url
 
 
 @pytest.fixture(params=ERAS)
@@ -147,7 +154,7 @@ async def test_router_lists_every_backend_component_under_its_namespace_plus_man
 
         tools = [t.name for t in (await router.session.list_tools()).tools]
         assert len(tools) == len(set(tools)), f"duplicate tool names: {tools}"
-        expected = {f"{ns}_{name}" for ns in ("a", "b") for name in direct_tools} | MANAGEMENT
+        expected = {f"{ns}_{name}" for ns in ("a", "b") for name in direct_tools} | MANAGEMENT_TOOLS
         assert set(tools) == expected
 
         direct_prompts = [p.name for p in (await direct.session.list_prompts()).prompts]
@@ -371,9 +378,8 @@ async def test_backends_down_at_startup_do_not_stop_the_router(
             },
         ],
     )
-    log = tmp_path / "router.log"  # kept for diagnosis
-    with log.open("wb") as stderr, router_http(config, stderr=stderr) as base:
-        async with http_client(f"{base}/mcp") as router:
+    with run_router(config, tmp_path / "router.log") as front:
+        async with http_client(front.url) as router:
             tools = {t.name for t in (await router.session.list_tools()).tools}
             assert "up_whoami" in tools
             assert not {t for t in tools if t.startswith(("gone_", "crashes_"))}
@@ -408,12 +414,9 @@ async def test_without_any_config_the_router_serves_the_bundled_demo_server(
 
     env = {k: v for k, v in child_env().items() if not k.startswith("MCP_")}  # no config via env
     assert not (tmp_path / "config" / "backends.yaml").exists()
-    params = StdioServerParameters(
-        command=PYTHON, args=["-m", "mcp_router.cli"], env=env, cwd=os.fspath(tmp_path)
-    )
-    async with Client(params, mode="legacy") as router:
+    async with router_stdio(None, env=env, cwd=tmp_path) as router:
         tools = {t.name for t in (await router.session.list_tools()).tools}
-        assert tools == {f"demo_{name}" for name in demo_tools} | MANAGEMENT
+        assert tools == {f"demo_{name}" for name in demo_tools} | MANAGEMENT_TOOLS
         echoed = await router.session.call_tool("demo_echo", {"text": "héllo"})
         assert [getattr(c, "text", None) for c in echoed.content] == ["héllo"]
         added = await router.session.call_tool("demo_add", {"a": 2, "b": 3.5})

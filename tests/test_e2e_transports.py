@@ -18,13 +18,19 @@ import pytest
 from mcp import Client
 from mcp.client.sse import sse_client
 
-from support import PYTHON, fastmcp_server, http_client, router_stdio_client
+from support import (
+    MANAGEMENT_TOOLS,
+    PYTHON,
+    RouterProcess,
+    fastmcp_server,
+    http_client,
+    router_stdio,
+)
 from support import write_config as write_backends
 
 # the test itself is bounded; shared processes are bounded by their own start/stop timeouts
 pytestmark = pytest.mark.timeout(30, func_only=True)
 
-MANAGEMENT = {"router_list_backends", "router_get_backend_health", "router_get_routing_info"}
 ERA_VERSIONS = {"legacy": "2025-11-25", "2026-07-28": "2026-07-28"}
 # backend name (= namespace) -> the --name it was started with
 BACKENDS = {"stdio": "over-stdio", "http": "over-http", "sse": "over-sse"}
@@ -55,15 +61,15 @@ def config(backend_urls: dict[str, str], module_tmp: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def http_front(config: Path, start_router: Callable[..., str]) -> str:
+def http_front(config: Path, start_router: Callable[..., RouterProcess]) -> str:
     """The router over streamable HTTP: its /mcp URL."""
-    return f"{start_router(config, 'http')}/mcp"
+    return start_router(config, "http").url
 
 
 @pytest.fixture(scope="module")
-def sse_front(config: Path, start_router: Callable[..., str]) -> str:
+def sse_front(config: Path, start_router: Callable[..., RouterProcess]) -> str:
     """The router over legacy SSE: its /sse URL."""
-    return f"{start_router(config, 'sse')}/sse"
+    return start_router(config, "sse").url
 
 
 @contextlib.asynccontextmanager
@@ -72,7 +78,7 @@ async def front_client(
 ) -> AsyncIterator[Client]:
     """A client of the router over ``front`` in protocol era ``era``."""
     if front == "stdio":
-        async with router_stdio_client(request.getfixturevalue("config"), mode=era) as client:
+        async with router_stdio(request.getfixturevalue("config"), mode=era) as client:
             yield client
     elif front == "http":
         async with http_client(request.getfixturevalue("http_front"), mode=era) as client:
@@ -96,7 +102,9 @@ async def test_every_backend_transport_is_reachable_through_the_front(
     async with front_client(request, front, era) as router:
         assert router.protocol_version == ERA_VERSIONS[era]
         tools = {t.name for t in (await router.session.list_tools()).tools}
-        assert tools == {f"{ns}_{name}" for ns in BACKENDS for name in basic_tools} | MANAGEMENT
+        assert (
+            tools == {f"{ns}_{name}" for ns in BACKENDS for name in basic_tools} | MANAGEMENT_TOOLS
+        )
 
         for ns, instance in BACKENDS.items():
             answer = await router.session.call_tool(f"{ns}_whoami", {})

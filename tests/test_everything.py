@@ -24,10 +24,11 @@ from mcp.client.stdio import StdioServerParameters
 
 from support import (
     EVERYTHING,
+    MANAGEMENT_TOOLS,
     child_env,
     free_port,
-    router_http,
-    router_stdio_client,
+    router_stdio,
+    run_router,
     spawn,
     write_config,
 )
@@ -43,7 +44,6 @@ NS = "everything"
 MODERN = "2026-07-28"
 FRONTS = [("stdio", "legacy"), ("stdio", MODERN), ("http", "legacy"), ("http", MODERN)]
 FRONT_IDS = [f"{t}-front-{m}" for t, m in FRONTS]
-MANAGEMENT_TOOLS = {"router_list_backends", "router_get_backend_health", "router_get_routing_info"}
 # Added by the MCP server layer on 2026-07-28 results; not part of the backend's answer.
 SERVER_INFO_META = "io.modelcontextprotocol/serverInfo"
 # Registered by server-everything only after `initialized`, and announced with a
@@ -97,8 +97,8 @@ def setup(
     config = write_config(
         tmp_path_factory.mktemp(f"everything-{kind}") / "backends.yaml", [backend]
     )
-    with router_http(config, timeout=40) as base:
-        yield Setup(kind, direct, config, f"{base}/mcp")
+    with run_router(config, timeout=40) as router:
+        yield Setup(kind, direct, config, router.url)
 
 
 @dataclass
@@ -120,7 +120,7 @@ async def connect(setup: Setup, front: tuple[str, str]) -> AsyncIterator[Pair]:
     """Open a client through the router (its stdio or HTTP front) and one direct client."""
     transport, mode = front
     routed = (
-        router_stdio_client(setup.config, mode=mode)
+        router_stdio(setup.config, mode=mode)
         if transport == "stdio"
         else Client(setup.router_url, mode=mode)
     )

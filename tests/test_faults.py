@@ -18,7 +18,7 @@ import signal
 import statistics
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,18 +27,19 @@ import anyio
 import pytest
 from mcp import Client
 
-from mcp_router.config import load_effective_config
-from mcp_router.gateway.server import Router, build_router
-from mcp_router.settings import load_settings
 from support import (
     PYTHON,
     SERVERS,
     child_env,
     fastmcp_server,
     free_port,
+    in_process_router,
+    router_client,
     router_cmd,
     spawn,
     wait_http,
+    wait_until,
+    wait_until_async,
     write_config,
 )
 
@@ -138,33 +139,6 @@ async def circuit_state(client: Client, backend: str) -> str:
     return str(detail["circuit_state"])
 
 
-async def wait_for(predicate: Any, timeout: float, what: str, step: float = 0.1) -> None:
-    """Poll an async predicate until it is true, or fail naming what was awaited."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await predicate():
-            return
-        await anyio.sleep(step)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-@contextlib.asynccontextmanager
-async def running_router(config: Path) -> AsyncIterator[Router]:
-    """The router for ``config``, started in this process (backends, health checks)."""
-    settings = load_settings(backends_config=str(config))
-    router = build_router(load_effective_config(settings), settings)
-    await router.start()
-    try:
-        yield router
-    finally:
-        await router.stop()
-
-
-def router_client(router: Router) -> Client:
-    """A client session of the router's MCP server, in memory (one per call of this)."""
-    return Client(router.server._mcp_server, mode="legacy")
-
-
 def process_exists(pid: int) -> bool:
     """True while ``pid`` has a process table entry (a zombie not yet reaped included)."""
     return os.path.exists(f"/proc/{pid}")
@@ -193,7 +167,7 @@ async def test_killed_replica_fails_only_its_calls_in_flight_and_comes_back(
             [http_backend("a", ra.url, **pool), http_backend("b", rb.url, **pool)],
             ROUTING,
         )
-        async with running_router(config) as router:
+        async with in_process_router(config) as router:
             outcomes: list[Outcome] = []
             stop = anyio.Event()
 
@@ -219,18 +193,18 @@ async def test_killed_replica_fails_only_its_calls_in_flight_and_comes_back(
 
                 for i in range(8):
                     tg.start_soon(worker, i)
-                await wait_for(both_answer, 10, "load on both replicas")
+                await wait_until_async(both_answer, 10, "load on both replicas")
                 first_pids = _pids(outcomes, "ra")
 
                 await anyio.to_thread.run_sync(ra.kill)  # the clients keep calling meanwhile
                 dead_at = time.monotonic()
-                await wait_for(lambda: a_is("open"), 5, "a's circuit to open")
+                await wait_until_async(lambda: a_is("open"), 5, "a's circuit to open")
                 await anyio.sleep(0.5)  # b carries the load alone meanwhile
                 restart_at = time.monotonic()
                 await anyio.to_thread.run_sync(ra.start)
                 back_at = time.monotonic()
-                await wait_for(lambda: a_is("closed"), 15, "a's circuit to close")
-                await wait_for(restarted_a_answers, 5, "the restarted replica to take traffic")
+                await wait_until_async(lambda: a_is("closed"), 15, "a's circuit to close")
+                await wait_until_async(restarted_a_answers, 5, "the restarted replica answering")
                 stop.set()
 
         failures = [o for o in outcomes if not o.ok]
@@ -271,7 +245,7 @@ async def test_call_on_a_restarted_http_backend_is_retried_once_on_the_new_sessi
             [http_backend("solo", solo.url, health_check={"enabled": False})],
             {**ROUTING, "retry": {"max_attempts": 1}},
         )
-        async with running_router(config) as router, router_client(router) as client:
+        async with in_process_router(config) as router, router_client(router) as client:
             first = await call(client, "solo_work", x=1)
             assert first.ok
             await anyio.to_thread.run_sync(solo.kill)
@@ -307,7 +281,7 @@ async def test_hanging_backend_times_out_opens_its_circuit_and_others_keep_their
         ],
         ROUTING,
     )
-    async with running_router(config) as router, router_client(router) as client:
+    async with in_process_router(config) as router, router_client(router) as client:
         for _ in range(5):  # warm up both paths
             assert (await call(client, "fine_work")).ok
         before = [(await call(client, "fine_work")).elapsed for _ in range(30)]
@@ -363,7 +337,7 @@ async def test_garbage_on_stdout_gives_clear_errors_and_the_router_keeps_serving
         ],
         ROUTING,
     )
-    async with running_router(config) as router, router_client(router) as client:
+    async with in_process_router(config) as router, router_client(router) as client:
         # an invalid JSON-RPC response: that call fails at once, naming backend and reason
         bad = await call(client, "noisy_garble", kind="response")
         assert not bad.ok and bad.elapsed < 0.5
@@ -409,7 +383,7 @@ async def test_crashed_stdio_backend_is_restarted_and_its_tools_work_again(
         ],
         ROUTING,
     )
-    async with running_router(config) as router, router_client(router) as client:
+    async with in_process_router(config) as router, router_client(router) as client:
         first = [await call(client, "flaky_work", x=i) for i in range(2)]
         assert all(o.ok for o in first)
         old_pid = first[0].data["pid"]
@@ -423,7 +397,7 @@ async def test_crashed_stdio_backend_is_restarted_and_its_tools_work_again(
             outcome = await call(client, "flaky_work", x=4)
             return outcome.ok and outcome.data["pid"] != old_pid
 
-        await wait_for(works_again, 15, "the restarted backend to answer", step=0.2)
+        await wait_until_async(works_again, 15, "the restarted backend to answer", interval=0.2)
         # the router reaped the crashed child: no zombie left behind while it runs
         assert not process_exists(old_pid)
         detail = await management(client, "router_get_backend_health", backend_name="flaky")
@@ -480,7 +454,7 @@ async def test_fallback_chain_uses_secondary_while_primary_is_down_then_primary_
             ],
             ROUTING,
         )
-        async with running_router(config) as router, router_client(router) as client:
+        async with in_process_router(config) as router, router_client(router) as client:
             info = await management(client, "router_get_routing_info", tool_name="primary_work")
             assert [c["backend"] for c in info["candidates"]] == ["primary", "backup"]
             assert info["candidates"][1]["reason"] == "fallback for 'primary_work'"
@@ -500,7 +474,7 @@ async def test_fallback_chain_uses_secondary_while_primary_is_down_then_primary_
                 assert outcome.ok, outcome.text
                 return bool(outcome.data["instance"] == "primary")
 
-            await wait_for(primary_answers, 15, "the primary to answer again", step=0.2)
+            await wait_until_async(primary_answers, 15, "the primary to answer again", interval=0.2)
             assert await circuit_state(client, "primary") == "closed"
 
 
@@ -535,11 +509,12 @@ def test_no_backend_process_outlives_the_router(tmp_path: Path, exit_by: str) ->
     try:
         if exit_by.startswith("http"):
             wait_http(f"http://127.0.0.1:{port}/health", 20, router)
-        deadline = time.monotonic() + 20
-        while not all(p.exists() for p in pid_files):
-            assert time.monotonic() < deadline, "backends did not start"
+
+        def started() -> bool:
             assert router.poll() is None, "router exited early"
-            time.sleep(0.05)
+            return all(p.exists() for p in pid_files)
+
+        wait_until(started, 20, "both backends to write their pid files")
         pids = [int(v) for p in pid_files for v in p.read_text().split()]
         assert len(pids) == 4 and all(process_alive(p) for p in pids)  # 2 servers + 2 children
 
@@ -550,10 +525,11 @@ def test_no_backend_process_outlives_the_router(tmp_path: Path, exit_by: str) ->
             router.stdin.close()
         router.wait(timeout=15)
 
-        deadline = time.monotonic() + 3
-        while any(process_alive(p) for p in pids) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert [p for p in pids if process_alive(p)] == []
+        wait_until(
+            lambda: not any(process_alive(p) for p in pids),
+            3,
+            "every backend process (servers and their children) to exit with the router",
+        )
     finally:
         if router.poll() is None:
             with contextlib.suppress(ProcessLookupError):

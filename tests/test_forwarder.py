@@ -15,7 +15,6 @@ from typing import Any
 
 import mcp_types as types
 import pytest
-from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from mcp_router.backends.manager import AggregatedIndex, ExposedTool
@@ -25,12 +24,10 @@ from mcp_router.errors import (
     BackendTimeoutError,
     BackendUnavailableError,
 )
-from mcp_router.gateway.server import build_router
 from mcp_router.resilience import CircuitBreaker, CircuitState, RetryPolicy
 from mcp_router.routing.engine import RoutingEngine
 from mcp_router.routing.forwarder import Forwarder, RoutingError
-from mcp_router.settings import load_settings
-from support import PYTHON, SERVERS
+from support import PYTHON, SERVERS, in_process_router, router_client
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -337,34 +334,29 @@ async def test_routing_info_shows_the_order_the_next_call_really_uses(balancing:
     config = RouterConfig.model_validate(
         {"backends": backends, "routing": {"load_balancing": balancing}}
     )
-    router = build_router(config, load_settings())
-    await router.start()
-    try:
-        async with Client(router.server._mcp_server, mode="legacy") as client:
-            answered: list[str] = []
-            for _ in range(6):
-                info = await client.session.call_tool(
-                    "router_get_routing_info", {"tool_name": "pool_work"}
-                )
-                assert info.structured_content is not None
-                preview = [c["backend"] for c in info.structured_content["candidates"]]
-                assert sorted(preview) == ["r0", "r1", "r2"]
+    async with in_process_router(config) as router, router_client(router) as client:
+        answered: list[str] = []
+        for _ in range(6):
+            info = await client.session.call_tool(
+                "router_get_routing_info", {"tool_name": "pool_work"}
+            )
+            assert info.structured_content is not None
+            preview = [c["backend"] for c in info.structured_content["candidates"]]
+            assert sorted(preview) == ["r0", "r1", "r2"]
 
-                result = await client.session.call_tool("pool_work", {"x": 1})
-                assert not result.is_error and result.structured_content is not None
-                used = router.forwarder.last_routing["pool_work"]
-                assert [c.backend.name for c in used.candidates] == preview
-                assert router.forwarder.last_decisions["pool_work"] == preview[:1]
-                assert result.structured_content["instance"] == preview[0]
-                answered.append(preview[0])
+            result = await client.session.call_tool("pool_work", {"x": 1})
+            assert not result.is_error and result.structured_content is not None
+            used = router.forwarder.last_routing["pool_work"]
+            assert [c.backend.name for c in used.candidates] == preview
+            assert router.forwarder.last_decisions["pool_work"] == preview[:1]
+            assert result.structured_content["instance"] == preview[0]
+            answered.append(preview[0])
 
-                after = await client.session.call_tool(
-                    "router_get_routing_info", {"tool_name": "pool_work"}
-                )
-                assert after.structured_content is not None
-                assert after.structured_content["last_call_candidates"] == preview
-                assert after.structured_content["last_call_tried"] == preview[:1]
-            # consecutive calls rotate over the three equal replicas
-            assert answered[:3] == ["r0", "r1", "r2"] and answered[3:] == answered[:3]
-    finally:
-        await router.stop()
+            after = await client.session.call_tool(
+                "router_get_routing_info", {"tool_name": "pool_work"}
+            )
+            assert after.structured_content is not None
+            assert after.structured_content["last_call_candidates"] == preview
+            assert after.structured_content["last_call_tried"] == preview[:1]
+        # consecutive calls rotate over the three equal replicas
+        assert answered[:3] == ["r0", "r1", "r2"] and answered[3:] == answered[:3]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +24,22 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import METHOD_NOT_FOUND
 
 from mcp_router.backends.backend import Backend, BackendState, ProbeResult
+from mcp_router.backends.health import HealthChecker, resolve_endpoint
 from mcp_router.config.models import BackendConfig, RouterConfig
 from mcp_router.errors import BackendConnectionError
 from mcp_router.resilience.circuit_breaker import CircuitBreaker, CircuitState
-from mcp_router.resilience.health import HealthChecker, resolve_endpoint
-from support import PYTHON, SERVERS, fastmcp_server, free_port, router_http, spawn, write_config
+from support import (
+    PYTHON,
+    SERVERS,
+    fastmcp_server,
+    free_port,
+    in_process_router,
+    router_client,
+    run_router,
+    spawn,
+    wait_until_async,
+    write_config,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -227,9 +237,9 @@ async def test_checker_follows_the_backends_it_is_given_and_stops_cleanly() -> N
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             tg.start_soon(probes.run)
-            await until(lambda: first.pings >= 3, 2, "first to be probed")
+            await wait_until_async(lambda: first.pings >= 3, 2, "first to be probed")
             current.append(second)  # e.g. added by a config reload
-            await until(lambda: second.pings >= 3, 2, "second to be probed")
+            await wait_until_async(lambda: second.pings >= 3, 2, "second to be probed")
             current.remove(first)
             await anyio.sleep(0.1)
             pings = first.pings
@@ -286,14 +296,6 @@ def http_server(name: str) -> Iterator[HttpServer]:
         server.stop()
 
 
-async def until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await anyio.sleep(0.05)
-
-
 def probed_backend(server: HttpServer, **health: Any) -> Backend:
     config = BackendConfig(
         name=server.name,
@@ -313,12 +315,14 @@ async def test_probes_ping_and_get_the_health_endpoint_of_an_http_backend() -> N
             await tg.start(backend.run)
             assert await backend.wait_ready(10)
             tg.start_soon(probes.run)
-            await until(lambda: backend.last_probe is not None, 5, "a first probe")
+            await wait_until_async(lambda: backend.last_probe is not None, 5, "a first probe")
             assert backend.last_probe is not None and backend.last_probe.ok
             assert backend.last_probe.latency_ms is not None and backend.last_probe.latency_ms > 0
 
             await backend.call_tool("set_health", {"status": 503})
-            await until(lambda: backend.breaker.state is CircuitState.OPEN, 5, "circuit open")
+            await wait_until_async(
+                lambda: backend.breaker.state is CircuitState.OPEN, 5, "circuit open"
+            )
             probe = backend.last_probe
             assert probe is not None and not probe.ok
             assert probe.error == f"GET http://127.0.0.1:{server.port}/healthz: HTTP 503"
@@ -326,7 +330,9 @@ async def test_probes_ping_and_get_the_health_endpoint_of_an_http_backend() -> N
 
             await backend.call_tool("set_health", {"status": 200})
             # opened by probes, so probes may close it: no call needed
-            await until(lambda: backend.breaker.state is CircuitState.CLOSED, 5, "circuit closed")
+            await wait_until_async(
+                lambda: backend.breaker.state is CircuitState.CLOSED, 5, "circuit closed"
+            )
             probes.stop()
             await backend.stop()
 
@@ -341,7 +347,9 @@ async def test_killed_http_backend_is_opened_and_recovered_by_probes_alone() -> 
             tg.start_soon(probes.run)
 
             server.stop()
-            await until(lambda: backend.breaker.state is CircuitState.OPEN, 5, "circuit open")
+            await wait_until_async(
+                lambda: backend.breaker.state is CircuitState.OPEN, 5, "circuit open"
+            )
             assert backend.last_probe is not None and not backend.last_probe.ok
             assert "cannot connect to 127.0.0.1" in (backend.last_probe.error or "")
             assert "health probe failed: cannot connect" in str(backend.breaker.open_error())
@@ -349,7 +357,9 @@ async def test_killed_http_backend_is_opened_and_recovered_by_probes_alone() -> 
             server.start()
             # the next probe finds the old session gone (404), the backend re-initializes, the
             # ping runs again on the new session, and the probe's trial closes the circuit
-            await until(lambda: backend.breaker.state is CircuitState.CLOSED, 15, "recovery")
+            await wait_until_async(
+                lambda: backend.breaker.state is CircuitState.CLOSED, 15, "recovery"
+            )
             assert backend.connect_count == 2
             assert backend.last_probe is not None and backend.last_probe.ok
             assert backend.breaker.total_successes >= 1
@@ -357,7 +367,7 @@ async def test_killed_http_backend_is_opened_and_recovered_by_probes_alone() -> 
             await backend.stop()
 
 
-async def test_restarted_backend_is_rediscovered_and_its_stderr_is_in_the_router_log(
+async def test_a_restarted_backend_with_a_new_tool_is_rediscovered_and_serves_it(
     tmp_path: Path,
 ) -> None:
     fast = {"interval_seconds": 0.2, "timeout_seconds": 3}
@@ -365,44 +375,31 @@ async def test_restarted_backend_is_rediscovered_and_its_stderr_is_in_the_router
     with http_server("alpha") as alpha:
         config = write_config(
             tmp_path / "relist.yaml",
-            [
-                {
-                    "name": "alpha",
-                    "url": alpha.url,
-                    "health_check": fast,
-                    "circuit_breaker": breaker,
-                },
-                {
-                    "name": "beta",
-                    "command": PYTHON,
-                    "args": [FAULTY, "--name", "beta"],
-                    "health_check": fast,
-                },
-            ],
+            [{"name": "alpha", "url": alpha.url, "health_check": fast, "circuit_breaker": breaker}],
             {"request_timeout_seconds": 5},
         )
-        log = tmp_path / "router.log"
-        with log.open("w") as stderr, router_http(config, stderr=stderr) as base:
-            async with Client(f"{base}/mcp", mode="legacy") as client:
+        with run_router(config, tmp_path / "router.log") as router:
+            async with Client(router.url, mode="legacy") as client:
                 tools = {t.name for t in (await client.session.list_tools()).tools}
                 assert "alpha_work" in tools and "alpha_bonus" not in tools
 
                 alpha.stop()
                 alpha.start("--extra-tool")  # same port, one more tool
 
-                async def listed() -> set[str]:
-                    return {t.name for t in (await client.session.list_tools()).tools}
+                async def listed_with_bonus() -> set[str]:
+                    tools = {t.name for t in (await client.session.list_tools()).tools}
+                    return tools if "alpha_bonus" in tools else set()
 
-                deadline = time.monotonic() + 15
-                while "alpha_bonus" not in (tools := await listed()):
-                    assert time.monotonic() < deadline, "alpha was not re-discovered"
-                    await anyio.sleep(0.1)
-                assert {"alpha_work", "beta_work"} <= tools
+                tools = await wait_until_async(listed_with_bonus, 15, "alpha re-discovered")
+                assert "alpha_work" in tools
+
+                async def bonus_answer() -> str:
+                    bonus = await client.session.call_tool("alpha_bonus", {})
+                    return "" if bonus.is_error else bonus.content[0].text  # type: ignore[union-attr]
+
                 # its circuit (opened by probes while it was down) closes within ~1 s
-                while (bonus := await client.session.call_tool("alpha_bonus", {})).is_error:
-                    assert time.monotonic() < deadline, bonus.content
-                    await anyio.sleep(0.1)
-                assert "bonus from alpha" in bonus.content[0].text  # type: ignore[union-attr]
+                answer = await wait_until_async(bonus_answer, 15, "alpha_bonus answered")
+                assert "bonus from alpha" in answer
 
                 health = await client.session.call_tool(
                     "router_get_backend_health", {"backend_name": "alpha"}
@@ -410,18 +407,21 @@ async def test_restarted_backend_is_rediscovered_and_its_stderr_is_in_the_router
                 detail = health.structured_content
                 assert detail is not None and detail["connections"] == 2
                 assert detail["last_probe"]["ok"] and detail["health_check"]["enabled"]
-        # the stdio backend's stderr went to the router's log, attributed to it
-        text = log.read_text()
-        assert "[beta stderr] faulty beta started (pid " in text
-        assert text.count("backend 'alpha' connected over http") == 2  # re-initialized once
+            log = router.stderr()
+        assert log.count("backend 'alpha' connected over http") == 2  # re-initialized once
+
+
+def test_a_stdio_backends_stderr_is_in_the_router_log_under_its_name(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "stderr.yaml",
+        [{"name": "beta", "command": PYTHON, "args": [FAULTY, "--name", "beta"]}],
+    )
+    with run_router(config, tmp_path / "router.log") as router:
+        router.wait_log("[beta stderr] faulty beta started (pid ")
 
 
 async def test_clients_get_list_changed_when_a_restarted_backend_changed_its_tools() -> None:
-    from mcp_router.gateway.server import build_router
-    from mcp_router.settings import load_settings
-
     with http_server("alpha") as alpha:
-        settings = load_settings()
         config = RouterConfig.model_validate(
             {
                 "backends": [
@@ -433,24 +433,23 @@ async def test_clients_get_list_changed_when_a_restarted_backend_changed_its_too
                 ]
             }
         )
-        router = build_router(config, settings)
         notified: list[str] = []
 
         async def on_message(message: Any) -> None:
             if method := getattr(message, "method", None):
                 notified.append(method)
 
-        await router.start()
-        try:
-            server = router.server._mcp_server  # in memory: a real client session of the router
-            async with Client(server, mode="legacy", message_handler=on_message) as client:
-                await client.session.list_tools()
-                alpha.stop()
-                alpha.start("--extra-tool")
-                await until(lambda: "alpha_bonus" in router.manager.index.tools, 15, "rediscovery")
-                # the listener broadcast as the index changed: allow a moment for delivery
-                await until(
-                    lambda: "notifications/tools/list_changed" in notified, 2, "list_changed"
-                )
-        finally:
-            await router.stop()
+        async with (
+            in_process_router(config) as router,
+            router_client(router, message_handler=on_message) as client,
+        ):
+            await client.session.list_tools()
+            alpha.stop()
+            alpha.start("--extra-tool")
+            await wait_until_async(
+                lambda: "alpha_bonus" in router.manager.index.tools, 15, "rediscovery"
+            )
+            # the listener broadcast as the index changed: allow a moment for delivery
+            await wait_until_async(
+                lambda: "notifications/tools/list_changed" in notified, 2, "list_changed"
+            )

@@ -17,7 +17,7 @@ import pytest
 from mcp_router.config import ConfigError, load_config
 from mcp_router.config.models import RouterConfig
 from mcp_router.importer import convert_mcp_servers, import_file, looks_secret
-from support import PYTHON, ROOT, child_env, fastmcp_server, http_client, router_http
+from support import PYTHON, ROOT, child_env, fastmcp_server, http_client, run_router
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -238,8 +238,8 @@ async def test_router_runs_an_mcp_servers_file_directly(tmp_path: Path, start_se
             }
         },
     )
-    with router_http(config) as base:
-        async with http_client(f"{base}/mcp") as client:
+    with run_router(config) as router:
+        async with http_client(router.url) as client:
             names = {t.name for t in (await client.list_tools()).tools}
             assert {"local_whoami", "remote_whoami"} <= names
             for backend in ("local", "remote"):

@@ -14,8 +14,7 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
-from support import EVERYTHING, write_config
-from test_faults import running_router, wait_for
+from support import EVERYTHING, in_process_router, wait_until_async, write_config
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -44,7 +43,7 @@ async def _router(tmp_path: Path, **routing: Any) -> AsyncIterator[Any]:
         [{"name": "every", "command": str(EVERYTHING), "args": ["stdio"]}],
         routing or None,
     )
-    async with running_router(config) as router:
+    async with in_process_router(config) as router:
         yield router
 
 
@@ -129,7 +128,7 @@ async def test_an_abandoned_round_is_cancelled_after_the_input_timeout(tmp_path:
         async def cancelled() -> bool:
             return not len(router_rounds(router)) and not backend.in_flight
 
-        await wait_for(cancelled, 10, "the abandoned round to be cancelled on the backend")
+        await wait_until_async(cancelled, 10, "the abandoned round to be cancelled on the backend")
 
 
 def router_rounds(router: Any) -> Any:

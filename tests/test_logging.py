@@ -23,8 +23,8 @@ from mcp_router.logs import (
 )
 from mcp_router.routing.forwarder import CallRecord
 from mcp_router.settings import RouterSettings
-from opsupport import bearer_client, run_router
-from support import write_config
+from opsupport import bearer_client
+from support import child_env, run_router, write_config
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ async def _three_calls(url: str) -> None:
 def test_json_logs_one_line_per_routed_call(basic_url: str, tmp_path: Path) -> None:
     config = write_config(tmp_path / "backends.yaml", [{"name": "basic", "url": basic_url}])
     env = {"MCP_LOG_FORMAT": "json"}
-    with run_router(config, tmp_path / "router.log", env=env) as router:
+    with run_router(config, tmp_path / "router.log", env=child_env(**env)) as router:
         anyio.run(_three_calls, router.url)
         router.wait_log('"tool": "basic_whoami"')
         log = router.stderr()
@@ -65,7 +65,7 @@ def test_json_logs_one_line_per_routed_call(basic_url: str, tmp_path: Path) -> N
 def test_text_logs_show_calls_at_debug(basic_url: str, tmp_path: Path) -> None:
     # (At INFO they are left out: see test_call_logger_levels.)
     config = write_config(tmp_path / "backends.yaml", [{"name": "basic", "url": basic_url}])
-    with run_router(config, tmp_path / "debug.log", env={"MCP_LOG_LEVEL": "DEBUG"}) as router:
+    with run_router(config, tmp_path / "debug.log", env=child_env(MCP_LOG_LEVEL="DEBUG")) as router:
         anyio.run(_three_calls, router.url)
         debug_log = router.wait_log("tool basic_whoami -> basic: success in")
     assert "DEBUG   mcp_router.access: tool basic_explode -> basic: tool_error in" in debug_log

@@ -8,8 +8,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from opsupport import bearer_client, run_router, sample, scrape
-from support import write_config
+from opsupport import bearer_client, sample, scrape
+from support import run_router, write_config
 
 
 @pytest.fixture(scope="module")

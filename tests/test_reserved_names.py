@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from mcp import Client
 
-from support import PYTHON, ROOT, SERVERS, write_config
-from test_faults import running_router
+from support import PYTHON, ROOT, SERVERS, in_process_router, write_config
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -52,7 +51,7 @@ async def test_an_unprefixed_backend_cannot_answer_the_routers_own_tools(tmp_pat
             }
         ],
     )
-    async with running_router(config) as router:
+    async with in_process_router(config) as router:
         assert "router_list_backends" not in router.manager.index.tools
         async with Client(router.server._mcp_server, mode="legacy") as client:
             listed = {t.name: t for t in (await client.session.list_tools()).tools}

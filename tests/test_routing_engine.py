@@ -9,7 +9,7 @@ import pytest
 
 from mcp_router.config.models import RouteRule
 from mcp_router.resilience import CircuitBreaker, CircuitState
-from mcp_router.routing import RoutableBackend, RoutingDecision, RoutingEngine
+from mcp_router.routing import RoutingDecision, RoutingEngine
 
 
 class FakeClock:
@@ -77,11 +77,6 @@ def trip(target: FakeBackend) -> None:
     assert permit is not None
     permit.failure("down")
     assert target.breaker.state is CircuitState.OPEN
-
-
-def test_fake_backend_satisfies_protocol() -> None:
-    b: RoutableBackend = backend("db", tools=["q"])
-    assert b.serves_tool("q")
 
 
 def test_capability_in_replica_group() -> None:

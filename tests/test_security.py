@@ -11,7 +11,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,8 @@ from mcp.shared.exceptions import MCPError
 from mcp_router.config import ConfigError
 from mcp_router.gateway.auth import FrontAuth, StaticBearerVerifier
 from mcp_router.settings import load_settings
-from opsupport import bearer_client, result_json, run_router, sample, scrape
-from support import free_port, write_config
+from opsupport import bearer_client, result_json, sample, scrape
+from support import RouterProcess, child_env, free_port, run_router, write_config
 
 API_KEY = "sk-ops-api-key-7f3a9c"
 BACKEND_TOKEN = "backend-token-5e1d2b"
@@ -79,12 +79,16 @@ def _rpc_messages(response: httpx2.Response) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------------------- static tokens
 
 
-def test_static_tokens_and_no_credential_leak(headers_url: str, tmp_path: Path) -> None:
-    closed_port = free_port()  # nothing listens there: the backend is down
-    token_file = tmp_path / "tokens"
+@pytest.fixture(scope="module")
+def token_router(headers_url: str, module_tmp: Path) -> Iterator[RouterProcess]:
+    """A router with static client tokens (env and file), DEBUG logs, and three backends whose
+    config holds secrets: ``hdr`` (secret headers), ``capped`` (max_in_flight 1) and ``down``
+    (nothing listens; a token in its URL query)."""
+    closed_port = free_port()
+    token_file = module_tmp / "tokens"
     token_file.write_text(f"# clients\n{FILE_TOKEN}\n\n")
     config = write_config(
-        tmp_path / "backends.yaml",
+        module_tmp / "tokens.yaml",
         [
             {
                 "name": "hdr",
@@ -105,95 +109,116 @@ def test_static_tokens_and_no_credential_leak(headers_url: str, tmp_path: Path) 
             },
         ],
     )
-    env = {
-        "OPS_API_KEY": API_KEY,
-        "OPS_BT": BACKEND_TOKEN,
-        "OPS_QT": QUERY_TOKEN,
-        "MCP_AUTH_TOKENS": ENV_TOKEN,
-        "MCP_AUTH_TOKEN_FILE": str(token_file),
-        "MCP_LOG_LEVEL": "DEBUG",
-    }
-    with run_router(config, tmp_path / "router.log", env=env) as router:
-        # No token, another scheme, a wrong token: 401 with a Bearer challenge.
-        for headers in ({}, {"Authorization": "Basic Zm9vOmJhcg=="}):
-            r = httpx2.post(router.url, json=_init_body(), headers={**MCP_HEADERS, **headers})
-            assert r.status_code == 401
-            assert r.headers["www-authenticate"].startswith("Bearer")
-        r = httpx2.post(
-            router.url,
-            json=_init_body(),
-            headers={**MCP_HEADERS, "Authorization": "Bearer not-a-token"},
-        )
-        assert r.status_code == 401
+    env = child_env(
+        OPS_API_KEY=API_KEY,
+        OPS_BT=BACKEND_TOKEN,
+        OPS_QT=QUERY_TOKEN,
+        MCP_AUTH_TOKENS=ENV_TOKEN,
+        MCP_AUTH_TOKEN_FILE=str(token_file),
+        MCP_LOG_LEVEL="DEBUG",
+    )
+    with run_router(config, module_tmp / "tokens-router.log", env=env) as router:
+        yield router
+
+
+@pytest.mark.parametrize(
+    "authorization", [None, "Basic Zm9vOmJhcg==", "Bearer not-a-token"], ids=str
+)
+def test_a_request_without_a_valid_token_gets_401_with_a_bearer_challenge(
+    token_router: RouterProcess, authorization: str | None
+) -> None:
+    headers = {**MCP_HEADERS, **({"Authorization": authorization} if authorization else {})}
+    r = httpx2.post(token_router.url, json=_init_body(), headers=headers)
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"].startswith("Bearer")
+    if authorization == "Bearer not-a-token":
         assert 'error="invalid_token"' in r.headers["www-authenticate"]
-        # Liveness, readiness and (by default) metrics stay open.
-        assert httpx2.get(f"{router.base}/health").status_code == 200
-        assert httpx2.get(f"{router.base}/ready").status_code == 200
-        assert httpx2.get(f"{router.base}/metrics").status_code == 200
 
-        async def clients() -> dict[str, Any]:
-            out: dict[str, Any] = {}
-            async with bearer_client(router.url, FILE_TOKEN) as client:
-                out["file_token_tools"] = [t.name for t in (await client.list_tools()).tools]
-            async with bearer_client(
-                router.url,
-                ENV_TOKEN,
-                headers={"Cookie": COOKIE, "X-Client-Secret": "client-only-value"},
-            ) as client:
-                seen = await client.call_tool("hdr_request_headers", {})
-                out["seen"] = seen.structured_content
-                out["list"] = result_json(await client.call_tool("router_list_backends", {}))
-                out["down"] = result_json(
-                    await client.call_tool("router_get_backend_health", {"backend_name": "down"})
-                )
-                out["hdr"] = result_json(
-                    await client.call_tool("router_get_backend_health", {"backend_name": "hdr"})
-                )
-            return out
 
-        out = anyio.run(clients)
-        assert "hdr_request_headers" in out["file_token_tools"]
-        seen = out["seen"]
-        # The backend gets its own configured headers (secrets from ${ENV}) ...
-        assert seen["x-api-key"] == API_KEY
-        assert seen["authorization"] == f"Bearer {BACKEND_TOKEN}"
-        # ... and nothing of the client's: not its token, cookies or other headers.
-        assert "cookie" not in seen
-        assert "x-client-secret" not in seen
-        assert ENV_TOKEN not in json.dumps(seen)
-        for view in (out["list"], out["down"], out["hdr"]):
-            for secret in (API_KEY, BACKEND_TOKEN, QUERY_TOKEN):
-                assert secret not in view
-        assert "token=***" in out["down"]  # the URL is shown, its token is not
+@pytest.mark.parametrize("path", ["/health", "/ready", "/metrics"])
+def test_probes_and_metrics_need_no_token_by_default(
+    token_router: RouterProcess, path: str
+) -> None:
+    assert httpx2.get(f"{token_router.base}{path}").status_code == 200
 
-        # Concurrency cap: one call in flight on 'capped', the others fail at once, clearly
-        # (as every routing failure of a tool call: an isError result naming the backend).
-        async def concurrent_holds() -> list[Any]:
-            async with (
-                bearer_client(router.url, ENV_TOKEN) as c1,
-                bearer_client(router.url, ENV_TOKEN) as c2,
-                bearer_client(router.url, ENV_TOKEN) as c3,
-            ):
-                results: list[Any] = [None, None, None]
 
-                async def hold(i: int, client: Any) -> None:
-                    results[i] = await client.call_tool("capped_hold", {"seconds": 1.0})
+async def test_a_token_from_the_token_file_is_accepted(token_router: RouterProcess) -> None:
+    async with bearer_client(token_router.url, FILE_TOKEN) as client:
+        tools = [t.name for t in (await client.list_tools()).tools]
+    assert "hdr_request_headers" in tools
 
-                async with anyio.create_task_group() as tg:
-                    for i, client in enumerate((c1, c2, c3)):
-                        tg.start_soon(hold, i, client)
-                return results
+
+async def _headers_seen_by_the_backend(router: RouterProcess) -> dict[str, Any]:
+    client_headers = {"Cookie": COOKIE, "X-Client-Secret": "client-only-value"}
+    async with bearer_client(router.url, ENV_TOKEN, headers=client_headers) as client:
+        seen = await client.call_tool("hdr_request_headers", {})
+    assert seen.structured_content is not None
+    return seen.structured_content
+
+
+async def test_a_backend_gets_its_configured_secret_headers(token_router: RouterProcess) -> None:
+    seen = await _headers_seen_by_the_backend(token_router)
+    assert seen["x-api-key"] == API_KEY
+    assert seen["authorization"] == f"Bearer {BACKEND_TOKEN}"
+
+
+async def test_a_backend_gets_nothing_of_the_clients_headers(token_router: RouterProcess) -> None:
+    seen = await _headers_seen_by_the_backend(token_router)
+    assert "cookie" not in seen
+    assert "x-client-secret" not in seen
+    assert ENV_TOKEN not in json.dumps(seen)
+
+
+async def _management_views(router: RouterProcess) -> dict[str, str]:
+    async with bearer_client(router.url, ENV_TOKEN) as client:
+        health = "router_get_backend_health"
+        return {
+            "list": result_json(await client.call_tool("router_list_backends", {})),
+            "down": result_json(await client.call_tool(health, {"backend_name": "down"})),
+            "hdr": result_json(await client.call_tool(health, {"backend_name": "hdr"})),
+        }
+
+
+async def test_management_tools_show_no_backend_secret(token_router: RouterProcess) -> None:
+    views = await _management_views(token_router)
+    for name, view in views.items():
+        for secret in (API_KEY, BACKEND_TOKEN, QUERY_TOKEN):
+            assert secret not in view, name
+    assert "token=***" in views["down"]  # the URL is shown, its token is not
+
+
+async def test_max_in_flight_fails_the_extra_concurrent_calls_at_once(
+    token_router: RouterProcess,
+) -> None:
+    async with (
+        bearer_client(token_router.url, ENV_TOKEN) as c1,
+        bearer_client(token_router.url, ENV_TOKEN) as c2,
+        bearer_client(token_router.url, ENV_TOKEN) as c3,
+    ):
+        results: list[Any] = [None, None, None]
+
+        async def hold(i: int, client: Any) -> None:
+            results[i] = await client.call_tool("capped_hold", {"seconds": 1.0})
 
         started = time.monotonic()
-        results = anyio.run(concurrent_holds)
-        errors = [r.content[0].text for r in results if r.is_error]
-        assert len(errors) == 2, results
-        for error in errors:
-            assert "backend 'capped'" in error
-            assert "max_in_flight=1" in error
-        assert time.monotonic() - started < 10
+        async with anyio.create_task_group() as tg:
+            for i, client in enumerate((c1, c2, c3)):
+                tg.start_soon(hold, i, client)
+    # As every routing failure of a tool call: an isError result naming the backend.
+    errors = [r.content[0].text for r in results if r.is_error]
+    assert len(errors) == 2, results
+    for error in errors:
+        assert "backend 'capped'" in error
+        assert "max_in_flight=1" in error
+    assert time.monotonic() - started < 10
 
-        log = router.stderr()
+
+async def test_debug_logs_hold_no_secret(token_router: RouterProcess) -> None:
+    await _headers_seen_by_the_backend(token_router)  # client secrets on the wire...
+    await _management_views(token_router)  # ...and backend secrets in the answers
+    async with bearer_client(token_router.url, FILE_TOKEN) as client:
+        await client.list_tools()
+    log = token_router.stderr()
     assert "DEBUG" in log  # it did log at DEBUG, where request details show up
     for secret in (API_KEY, BACKEND_TOKEN, QUERY_TOKEN, ENV_TOKEN, FILE_TOKEN, COOKIE):
         assert secret not in log, secret
@@ -202,7 +227,9 @@ def test_static_tokens_and_no_credential_leak(headers_url: str, tmp_path: Path) 
 def test_sse_front_requires_a_token(headers_url: str, tmp_path: Path) -> None:
     config = write_config(tmp_path / "backends.yaml", [{"name": "hdr", "url": headers_url}])
     env = {"MCP_AUTH_TOKENS": ENV_TOKEN}
-    with run_router(config, tmp_path / "router.log", transport="sse", env=env) as router:
+    with run_router(
+        config, tmp_path / "router.log", transport="sse", env=child_env(**env)
+    ) as router:
         sse = f"{router.base}/sse"
         r = httpx2.get(sse, headers={"Accept": "text/event-stream"})
         assert r.status_code == 401
@@ -216,87 +243,97 @@ def test_sse_front_requires_a_token(headers_url: str, tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- JWT
 
 
-def test_jwt_auth_protected_metrics_and_rate_limit(headers_url: str, tmp_path: Path) -> None:
-    keys = RSAKeyPair.generate()
-    other = RSAKeyPair.generate()
-    key_file = tmp_path / "jwt.pem"
-    key_file.write_text(keys.public_key)
-    issuer, audience = "https://issuer.example.com", "mcp-router"
-    config = write_config(tmp_path / "backends.yaml", [{"name": "hdr", "url": headers_url}])
-    env = {
-        "MCP_JWT_PUBLIC_KEY": str(key_file),
-        "MCP_JWT_ISSUER": issuer,
-        "MCP_JWT_AUDIENCE": audience,
-        "MCP_JWT_REQUIRED_SCOPES": "mcp:use",
-        "MCP_METRICS_REQUIRE_AUTH": "true",
-        "MCP_RATE_LIMIT_PER_SECOND": "0.2",
-        "MCP_RATE_LIMIT_BURST": "6",
+ISSUER, AUDIENCE = "https://issuer.example.com", "mcp-router"
+JWT_KEYS = RSAKeyPair.generate()
+
+
+def jwt_token(pair: RSAKeyPair = JWT_KEYS, **overrides: Any) -> str:
+    """A JWT the ``jwt_router`` accepts, unless ``overrides`` change that."""
+    claims: dict[str, Any] = {
+        "subject": "alice",
+        "issuer": ISSUER,
+        "audience": AUDIENCE,
+        "scopes": ["mcp:use"],
     }
+    claims.update(overrides)
+    return pair.create_token(**claims)
 
-    def token(pair: RSAKeyPair = keys, **overrides: Any) -> str:
-        claims: dict[str, Any] = {
-            "subject": "alice",
-            "issuer": issuer,
-            "audience": audience,
-            "scopes": ["mcp:use"],
-        }
-        claims.update(overrides)
-        return pair.create_token(**claims)
 
-    good = token()
-    with run_router(config, tmp_path / "router.log", env=env) as router:
-        rejected = {
-            "wrong audience": token(audience="someone-else"),
-            "wrong issuer": token(issuer="https://evil.example.com"),
-            "missing scope": token(scopes=["other"]),
-            "expired": token(expires_in_seconds=-60),
-            "wrong key": token(pair=other),
-            "not a JWT": "definitely-not-a-jwt",
-        }
-        for why, bad in rejected.items():
-            r = httpx2.post(
-                router.url,
-                json=_init_body(),
-                headers={**MCP_HEADERS, "Authorization": f"Bearer {bad}"},
-            )
-            assert r.status_code == 401, why
-            assert r.headers["www-authenticate"].startswith("Bearer"), why
+@pytest.fixture(scope="module")
+def jwt_router(headers_url: str, module_tmp: Path) -> Iterator[RouterProcess]:
+    """A router verifying JWTs (public key, issuer, audience, scope), with ``/metrics`` behind
+    auth and a per-client rate limit of burst 6, then 0.2 requests/s."""
+    key_file = module_tmp / "jwt.pem"
+    key_file.write_text(JWT_KEYS.public_key)
+    config = write_config(module_tmp / "jwt.yaml", [{"name": "hdr", "url": headers_url}])
+    env = child_env(
+        MCP_JWT_PUBLIC_KEY=str(key_file),
+        MCP_JWT_ISSUER=ISSUER,
+        MCP_JWT_AUDIENCE=AUDIENCE,
+        MCP_JWT_REQUIRED_SCOPES="mcp:use",
+        MCP_METRICS_REQUIRE_AUTH="true",
+        MCP_RATE_LIMIT_PER_SECOND="0.2",
+        MCP_RATE_LIMIT_BURST="6",
+    )
+    with run_router(config, module_tmp / "jwt-router.log", env=env) as router:
+        yield router
 
-        # /metrics wants a token here; /health and /ready do not.
-        r = httpx2.get(f"{router.base}/metrics")
-        assert r.status_code == 401
-        assert r.headers["www-authenticate"].startswith("Bearer")
-        assert (
-            httpx2.get(f"{router.base}/metrics", headers={"Authorization": "Bearer x"}).status_code
-            == 401
-        )
-        assert httpx2.get(f"{router.base}/health").status_code == 200
-        assert httpx2.get(f"{router.base}/ready").status_code == 200
 
-        async def calls() -> tuple[list[Any], list[Any]]:
-            alice: list[Any] = []
-            async with bearer_client(router.url, good) as client:
-                for _ in range(8):  # burst 6 (initialize counted), then 0.2/s: some must fail
-                    try:
-                        alice.append(await client.call_tool("hdr_ping_text", {"text": "hi"}))
-                    except MCPError as exc:
-                        alice.append(exc)
-            # Another identity has a bucket of its own.
-            bob: list[Any] = []
-            async with bearer_client(router.url, token(subject="bob")) as client:
-                bob.append(await client.call_tool("hdr_ping_text", {"text": "bob"}))
-            return alice, bob
+BAD_JWTS: dict[str, Callable[[], str]] = {
+    "wrong audience": lambda: jwt_token(audience="someone-else"),
+    "wrong issuer": lambda: jwt_token(issuer="https://evil.example.com"),
+    "missing scope": lambda: jwt_token(scopes=["other"]),
+    "expired": lambda: jwt_token(expires_in_seconds=-60),
+    "wrong key": lambda: jwt_token(pair=RSAKeyPair.generate()),
+    "not a JWT": lambda: "definitely-not-a-jwt",
+}
 
-        alice, bob = anyio.run(calls)
-        ok = [r for r in alice if not isinstance(r, MCPError)]
-        limited = [r for r in alice if isinstance(r, MCPError)]
-        assert ok and ok[0].content[0].text == "hi"
-        assert limited, "the rate limit never applied"
-        assert all("rate limit exceeded" in str(e) and "0.2 requests/s" in str(e) for e in limited)
-        assert bob[0].content[0].text == "bob"
 
-        samples = scrape(router.base, good)
-        assert sample(samples, "mcp_router_rate_limited_total") == len(limited)
+@pytest.mark.parametrize("why", list(BAD_JWTS))
+def test_a_bad_jwt_gets_401(jwt_router: RouterProcess, why: str) -> None:
+    r = httpx2.post(
+        jwt_router.url,
+        json=_init_body(),
+        headers={**MCP_HEADERS, "Authorization": f"Bearer {BAD_JWTS[why]()}"},
+    )
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_metrics_can_require_a_token_while_probes_stay_open(jwt_router: RouterProcess) -> None:
+    r = httpx2.get(f"{jwt_router.base}/metrics")
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"].startswith("Bearer")
+    bad = {"Authorization": "Bearer x"}
+    assert httpx2.get(f"{jwt_router.base}/metrics", headers=bad).status_code == 401
+    good = {"Authorization": f"Bearer {jwt_token()}"}
+    assert httpx2.get(f"{jwt_router.base}/metrics", headers=good).status_code == 200
+    assert httpx2.get(f"{jwt_router.base}/health").status_code == 200
+    assert httpx2.get(f"{jwt_router.base}/ready").status_code == 200
+
+
+async def test_the_rate_limit_applies_per_identity_and_is_counted(
+    jwt_router: RouterProcess,
+) -> None:
+    carol: list[Any] = []
+    async with bearer_client(jwt_router.url, jwt_token(subject="carol")) as client:
+        for _ in range(8):  # burst 6 (initialize counted), then 0.2/s: some must fail
+            try:
+                carol.append(await client.call_tool("hdr_ping_text", {"text": "hi"}))
+            except MCPError as exc:
+                carol.append(exc)
+    # Another identity has a bucket of its own.
+    async with bearer_client(jwt_router.url, jwt_token(subject="dave")) as client:
+        dave = await client.call_tool("hdr_ping_text", {"text": "dave"})
+
+    ok = [r for r in carol if not isinstance(r, MCPError)]
+    limited = [r for r in carol if isinstance(r, MCPError)]
+    assert ok and ok[0].content[0].text == "hi"
+    assert limited, "the rate limit never applied"
+    assert all("rate limit exceeded" in str(e) and "0.2 requests/s" in str(e) for e in limited)
+    assert dave.content[0].text == "dave"  # type: ignore[union-attr]
+    samples = scrape(jwt_router.base, jwt_token())
+    assert sample(samples, "mcp_router_rate_limited_total") == len(limited)
 
 
 # ----------------------------------------------------------------------------- settings
@@ -444,94 +481,104 @@ def _is_error_response(body: bytes, response: httpx2.Response) -> bool:
     return bool(messages) and all("error" in m for m in messages)
 
 
-def test_host_origin_body_limit_and_fuzzed_bodies(headers_url: str, tmp_path: Path) -> None:
-    config = write_config(tmp_path / "backends.yaml", [{"name": "hdr", "url": headers_url}])
-    env = {
-        "MCP_MAX_REQUEST_BYTES": "4096",
-        "MCP_ALLOWED_HOSTS": "router.example.internal",
-        "MCP_ALLOWED_ORIGINS": "https://app.example.com",
-    }
-    with run_router(config, tmp_path / "router.log", env=env) as router:
-        port = router.base.rsplit(":", 1)[1]
-        # DNS rebinding: a foreign Host gets 421, on every path; loopback names are fine.
-        for path in ("/mcp", "/health"):
-            r = httpx2.post(
-                f"{router.base}{path}",
-                json=_init_body(),
-                headers={**MCP_HEADERS, "Host": "evil.example.com"},
-            )
-            assert r.status_code == 421, path
-        for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"router.example.internal:{port}"):
-            r = httpx2.post(router.url, json=_init_body(), headers={**MCP_HEADERS, "Host": host})
-            assert r.status_code == 200, host
-        # A foreign browser Origin gets 403; an allowed one passes.
-        r = httpx2.post(
-            router.url,
-            json=_init_body(),
-            headers={**MCP_HEADERS, "Origin": "http://evil.example.com"},
-        )
-        assert r.status_code == 403
-        r = httpx2.post(
-            router.url,
-            json=_init_body(),
-            headers={**MCP_HEADERS, "Origin": "https://app.example.com"},
-        )
-        assert r.status_code == 200
+@pytest.fixture(scope="module")
+def open_router(headers_url: str, module_tmp: Path) -> Iterator[RouterProcess]:
+    """A router without auth, a 4 KiB body limit, one extra allowed Host and Origin."""
+    config = write_config(module_tmp / "open.yaml", [{"name": "hdr", "url": headers_url}])
+    env = child_env(
+        MCP_MAX_REQUEST_BYTES="4096",
+        MCP_ALLOWED_HOSTS="router.example.internal",
+        MCP_ALLOWED_ORIGINS="https://app.example.com",
+    )
+    with run_router(config, module_tmp / "open-router.log", env=env) as router:
+        yield router
 
-        # Body limit: declared and streamed (chunked, no Content-Length) bodies.
-        big = b"x" * 10_000
-        assert httpx2.post(router.url, content=big, headers=MCP_HEADERS).status_code == 413
-        chunks = (big[i : i + 1000] for i in range(0, len(big), 1000))
-        assert httpx2.post(router.url, content=chunks, headers=MCP_HEADERS).status_code == 413
 
-        # A session, so some fuzzed requests reach the MCP layer rather than the session check.
-        init = httpx2.post(router.url, json=_init_body(), headers=MCP_HEADERS)
-        session = init.headers["mcp-session-id"]
-        httpx2.post(
-            router.url,
-            json={"jsonrpc": "2.0", "method": "notifications/initialized"},
-            headers={**MCP_HEADERS, "Mcp-Session-Id": session},
-        )
-        http = httpx2.Client(timeout=10)
-        seen: list[int] = []
+@pytest.mark.parametrize("path", ["/mcp", "/health"])
+def test_a_foreign_host_gets_421(open_router: RouterProcess, path: str) -> None:
+    # DNS rebinding: a page on evil.example.com that resolves to 127.0.0.1
+    r = httpx2.post(
+        f"{open_router.base}{path}",
+        json=_init_body(),
+        headers={**MCP_HEADERS, "Host": "evil.example.com"},
+    )
+    assert r.status_code == 421
 
-        @settings(
-            max_examples=150,
-            deadline=None,
-            database=None,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-        )
-        @given(
-            body=_bodies,
-            with_session=st.booleans(),
-            version=st.sampled_from([None, "2025-11-25", "2026-07-28", "garbage"]),
-        )
-        def check(body: bytes, with_session: bool, version: str | None) -> None:
-            headers = dict(MCP_HEADERS)
-            if with_session:
-                headers["Mcp-Session-Id"] = session
-            if version is not None:
-                headers["MCP-Protocol-Version"] = version
-            response = http.post(router.url, content=body, headers=headers)
-            seen.append(response.status_code)
-            why = (body, response.status_code, response.text[:300])
-            assert _is_error_response(body, response), why
-            assert router.proc.poll() is None
 
-        try:
-            check()
-        finally:
-            http.close()
-        assert len(seen) >= 100
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "router.example.internal"])
+def test_loopback_names_and_allowed_hosts_are_served(open_router: RouterProcess, host: str) -> None:
+    port = open_router.base.rsplit(":", 1)[1]
+    headers = {**MCP_HEADERS, "Host": f"{host}:{port}"}
+    assert httpx2.post(open_router.url, json=_init_body(), headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("origin", "status"), [("http://evil.example.com", 403), ("https://app.example.com", 200)]
+)
+def test_a_foreign_origin_gets_403_and_an_allowed_one_is_served(
+    open_router: RouterProcess, origin: str, status: int
+) -> None:
+    headers = {**MCP_HEADERS, "Origin": origin}
+    assert httpx2.post(open_router.url, json=_init_body(), headers=headers).status_code == status
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["content-length", "chunked"])
+def test_a_body_over_the_limit_gets_413(open_router: RouterProcess, streamed: bool) -> None:
+    big = b"x" * 10_000
+    content: Any = (big[i : i + 1000] for i in range(0, len(big), 1000)) if streamed else big
+    assert httpx2.post(open_router.url, content=content, headers=MCP_HEADERS).status_code == 413
+
+
+def test_fuzzed_bodies_get_errors_and_the_router_keeps_serving(open_router: RouterProcess) -> None:
+    router = open_router
+    # A session, so some fuzzed requests reach the MCP layer rather than the session check.
+    init = httpx2.post(router.url, json=_init_body(), headers=MCP_HEADERS)
+    session = init.headers["mcp-session-id"]
+    httpx2.post(
+        router.url,
+        json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+        headers={**MCP_HEADERS, "Mcp-Session-Id": session},
+    )
+    http = httpx2.Client(timeout=10)
+    seen: list[int] = []
+
+    @settings(
+        max_examples=150,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(
+        body=_bodies,
+        with_session=st.booleans(),
+        version=st.sampled_from([None, "2025-11-25", "2026-07-28", "garbage"]),
+    )
+    def check(body: bytes, with_session: bool, version: str | None) -> None:
+        headers = dict(MCP_HEADERS)
+        if with_session:
+            headers["Mcp-Session-Id"] = session
+        if version is not None:
+            headers["MCP-Protocol-Version"] = version
+        response = http.post(router.url, content=body, headers=headers)
+        seen.append(response.status_code)
+        why = (body, response.status_code, response.text[:300])
+        assert _is_error_response(body, response), why
         assert router.proc.poll() is None
 
-        async def normal_call() -> str:
-            async with bearer_client(router.url) as client:
-                result = await client.call_tool("hdr_ping_text", {"text": "still fine"})
-                return result.content[0].text
+    try:
+        check()
+    finally:
+        http.close()
+    assert len(seen) >= 100
+    assert router.proc.poll() is None
 
-        assert anyio.run(normal_call) == "still fine"
-        assert httpx2.get(f"{router.base}/health").status_code == 200
+    async def normal_call() -> str:
+        async with bearer_client(router.url) as client:
+            result = await client.call_tool("hdr_ping_text", {"text": "still fine"})
+            return result.content[0].text
+
+    assert anyio.run(normal_call) == "still fine"
+    assert httpx2.get(f"{router.base}/health").status_code == 200
 
 
 async def test_jwks_uri_verification(tmp_path: Path) -> None:

@@ -8,15 +8,8 @@ from typing import Any
 import anyio
 import pytest
 
-from support import write_config
-from test_faults import (
-    call,
-    process_alive,
-    router_client,
-    running_router,
-    stdio_backend,
-    wait_for,
-)
+from support import in_process_router, router_client, wait_until_async, write_config
+from test_faults import call, process_alive, stdio_backend
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -26,8 +19,7 @@ async def test_per_client_mode_gives_each_client_its_own_backend_process(tmp_pat
         tmp_path / "per_client.yaml",
         [stdio_backend("solo", session_mode="per_client")],
     )
-    async with running_router(config) as router:
-        backend = router.manager.backends["solo"]
+    async with in_process_router(config) as router:
         async with router_client(router) as a, router_client(router) as b:
             first_a = await call(a, "solo_work", x=1)
             first_b = await call(b, "solo_work", x=2)
@@ -41,7 +33,7 @@ async def test_per_client_mode_gives_each_client_its_own_backend_process(tmp_pat
         async def both_stopped() -> bool:
             return not process_alive(pid_a) and not process_alive(pid_b)
 
-        await wait_for(
+        await wait_until_async(
             both_stopped,
             15,
             "per-client backend processes to stop after their clients left",
@@ -51,7 +43,7 @@ async def test_per_client_mode_gives_each_client_its_own_backend_process(tmp_pat
 async def test_shared_mode_serves_every_client_from_one_backend_process(tmp_path: Path) -> None:
     config = write_config(tmp_path / "shared.yaml", [stdio_backend("solo")])
     async with (
-        running_router(config) as router,
+        in_process_router(config) as router,
         router_client(router) as a,
         router_client(router) as b,
     ):
@@ -68,7 +60,7 @@ async def test_per_client_sessions_count_as_load_on_their_backend(tmp_path: Path
         tmp_path / "per_client_cap.yaml",
         [stdio_backend("solo", session_mode="per_client", max_in_flight=1)],
     )
-    async with running_router(config) as router:
+    async with in_process_router(config) as router:
         backend = router.manager.backends["solo"]
         async with router_client(router) as a, router_client(router) as b:
             assert (await call(a, "solo_work", x=1)).ok  # open both sessions first
@@ -81,7 +73,7 @@ async def test_per_client_sessions_count_as_load_on_their_backend(tmp_path: Path
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(slow)
-                await wait_for(
+                await wait_until_async(
                     lambda: _true(backend.in_flight == 1), 10, "the slow call to be in flight"
                 )
                 seen_in_flight.append(backend.in_flight)

@@ -24,7 +24,7 @@ from mcp_router.backends.manager import build_index
 from mcp_router.config import ConfigError, load_config
 from mcp_router.config.models import BackendConfig, ToolShapingConfig
 from mcp_router.shaping import is_exposed, shape_tools
-from support import fastmcp_server, http_client, router_http, write_config
+from support import fastmcp_server, http_client, run_router, write_config
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -152,8 +152,8 @@ def router_url(module_tmp: Path) -> Iterator[str]:
             }
         ],
     )
-    with router_http(config) as base:
-        yield f"{base}/mcp"
+    with run_router(config) as router:
+        yield router.url
 
 
 async def _error(client: Client, name: str, arguments: dict[str, Any]) -> str:

@@ -22,7 +22,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from mcp_router.gateway.status import CallStats
 from mcp_router.routing.forwarder import CallRecord
-from support import child_env, fastmcp_server, free_port, router_http, write_config
+from support import child_env, fastmcp_server, free_port, run_router, write_config
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -83,8 +83,8 @@ def router_base(module_tmp: Path) -> Iterator[str]:
             },
         ],
     )
-    with router_http(config, env=child_env(MCP_AUTH_TOKENS=TOKEN)) as base:
-        yield base
+    with run_router(config, env=child_env(MCP_AUTH_TOKENS=TOKEN)) as router:
+        yield router.base
 
 
 @asynccontextmanager

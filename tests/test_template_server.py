@@ -17,7 +17,7 @@ from fastmcp.client.transports import StdioTransport
 from fastmcp.exceptions import ToolError
 
 from mcp_router import __version__
-from mcp_router.template.server import build_parser, create_server
+from mcp_router.template.server import create_server
 
 TOOLS = ["echo", "add", "word_count", "current_time", "slow_echo", "fail"]
 
@@ -168,15 +168,6 @@ async def test_prompts(client: Client) -> None:
     assert isinstance(review.messages[0].content, mt.TextContent)
     assert "```rust\nx = 1\n```" in review.messages[0].content.text
     assert "Rust code" in review.messages[0].content.text
-
-
-def test_cli_defaults() -> None:
-    args = build_parser().parse_args([])
-    assert (args.transport, args.host, args.port) == ("stdio", "127.0.0.1", 8000)
-    args = build_parser().parse_args(["--transport", "http", "--port", "9001"])
-    assert (args.transport, args.port) == ("http", 9001)
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["--transport", "carrier-pigeon"])
 
 
 async def test_stdio_subprocess() -> None:

@@ -12,8 +12,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.shared.exceptions import MCPError
 
-from support import PYTHON, SERVERS, write_config
-from test_faults import running_router
+from support import PYTHON, SERVERS, in_process_router, write_config
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -32,7 +31,7 @@ def _config(tmp_path: Path, **extra: Any) -> Path:
 async def test_a_uri_neither_listed_nor_matching_a_template_never_reaches_the_backend(
     tmp_path: Path,
 ) -> None:
-    async with running_router(_config(tmp_path)) as router:
+    async with in_process_router(_config(tmp_path)) as router:
         routed: list[str] = []
         router.forwarder.observers.append(lambda record: routed.append(record.exposed))
         async with Client(router.server._mcp_server, mode="legacy") as client:
@@ -49,7 +48,7 @@ async def test_a_uri_neither_listed_nor_matching_a_template_never_reaches_the_ba
 async def test_a_backend_that_opts_in_receives_unlisted_uris_of_its_namespace(
     tmp_path: Path,
 ) -> None:
-    async with running_router(_config(tmp_path, allow_unlisted_uris=True)) as router:
+    async with in_process_router(_config(tmp_path, allow_unlisted_uris=True)) as router:
         routed: list[str] = []
         router.forwarder.observers.append(lambda record: routed.append(record.exposed))
         async with Client(router.server._mcp_server, mode="legacy") as client:
@@ -74,7 +73,7 @@ async def test_a_backends_own_resource_error_reaches_the_client_as_it_sent_it(
             await direct.session.read_resource(uri)
     config = _config(tmp_path, namespace="", allow_unlisted_uris=True)
     async with (
-        running_router(config) as router,
+        in_process_router(config) as router,
         Client(router.server._mcp_server, mode="legacy") as client,
     ):
         caplog.clear()

@@ -78,7 +78,7 @@ class Collision:
     """Two ``(group, original)`` pairs that wanted the same exposed name.
 
     ``kept_by`` (registered first) keeps ``exposed``; ``renamed`` is exposed as ``renamed_to``.
-    Both stay reachable through :meth:`NameCodec.decode`.
+    Both stay listed in :meth:`NameCodec.items`.
     """
 
     exposed: str
@@ -107,8 +107,8 @@ class NameCodec:
     """Bidirectional map between exposed tool/prompt names and ``(group_id, original_name)``.
 
     Usage: register every group in config order with :meth:`add_group`, call :meth:`build` once,
-    then use :meth:`encode` / :meth:`decode`. A built codec is immutable; when catalogs change the
-    router builds a new one (see :meth:`from_groups`).
+    then read :meth:`items` (or :meth:`encode` one name). A built codec is immutable; when catalogs
+    change the router builds a new one.
     """
 
     __slots__ = (
@@ -131,20 +131,6 @@ class NameCodec:
         self._by_original: Mapping[tuple[str, str], str] = MappingProxyType({})
         self._order: tuple[str, ...] = ()
         self._collisions: tuple[Collision, ...] = ()
-
-    @classmethod
-    def from_groups(
-        cls,
-        groups: Iterable[tuple[str, str, Iterable[str]]],
-        separator: str = "_",
-        prefixing: bool = True,
-    ) -> NameCodec:
-        """Build a codec from ``(group_id, namespace, names)`` triples given in config order."""
-        codec = cls(separator=separator, prefixing=prefixing)
-        for group_id, namespace, names in groups:
-            codec.add_group(group_id, namespace, names)
-        codec.build()
-        return codec
 
     def add_group(self, group_id: str, namespace: str, names: Iterable[str]) -> None:
         """Register a group (a namespace, or one unprefixed backend) and its original names.
@@ -206,11 +192,6 @@ class NameCodec:
         self._built = True
 
     @property
-    def built(self) -> bool:
-        """Whether :meth:`build` has run."""
-        return self._built
-
-    @property
     def collisions(self) -> list[Collision]:
         """Every collision resolved by :meth:`build`, in resolution order."""
         return list(self._collisions)
@@ -222,31 +203,9 @@ class NameCodec:
         except KeyError:
             raise KeyError(f"unknown name {original!r} in group {group_id!r}") from None
 
-    def get(self, group_id: str, original: str) -> str | None:
-        """Like :meth:`encode`, but ``None`` for an unknown pair."""
-        return self._by_original.get((group_id, original))
-
-    def decode(self, exposed: str) -> tuple[str, str] | None:
-        """``(group_id, original_name)`` for an exposed name, or ``None`` if unknown."""
-        return self._by_exposed.get(exposed)
-
-    def exposed_names(self) -> list[str]:
-        """All exposed names, in registration order (groups in config order, then names)."""
-        return list(self._order)
-
     def items(self) -> list[tuple[str, str, str]]:
         """``(exposed, group_id, original)`` for every name, in registration order."""
         return [(e, *self._by_exposed[e]) for e in self._order]
-
-    def group_namespace(self, group_id: str) -> str:
-        """The namespace a group was registered with; ``KeyError`` if unknown."""
-        return self._groups[group_id].namespace
-
-    def __contains__(self, exposed: object) -> bool:
-        return exposed in self._by_exposed
-
-    def __len__(self) -> int:
-        return len(self._order)
 
     def __repr__(self) -> str:
         return (

@@ -12,10 +12,7 @@ text and blob resources, a resource template and prompts with arguments.
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
-import sys
 from typing import Any
 
 from fastmcp import FastMCP
@@ -24,6 +21,7 @@ from fastmcp.prompts import Message
 from fastmcp.tools.base import Tool, ToolResult
 from fastmcp.utilities.types import Image
 from mcp.types import ToolAnnotations
+from serving import parser, serve
 from typing_extensions import TypedDict
 
 PNG = bytes.fromhex(
@@ -148,18 +146,8 @@ def create_server(name: str) -> FastMCP:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--transport", choices=["stdio", "http", "sse"], default="stdio")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--name", default="basic")
-    args = parser.parse_args(argv)
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
-    server = create_server(args.name)
-    if args.transport == "stdio":
-        server.run("stdio", show_banner=False)
-    else:
-        path = "/mcp" if args.transport == "http" else "/sse"
-        server.run(args.transport, show_banner=False, host="127.0.0.1", port=args.port, path=path)
+    args = parser(__doc__, name="basic").parse_args(argv)
+    serve(create_server(args.name), args)
 
 
 if __name__ == "__main__":

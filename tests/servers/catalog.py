@@ -12,14 +12,12 @@ ran. :data:`DISTINCTIVE` lists the utilities with a query that should find each 
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
-import sys
 from typing import Any
 
 from fastmcp import FastMCP
 from fastmcp.tools.base import Tool, ToolResult
+from serving import parser, serve
 
 # domain -> (noun, plural, system, {parameter: (json type, description)})
 DOMAINS: dict[str, tuple[str, str, str, dict[str, tuple[str, str]]]] = {
@@ -338,17 +336,8 @@ def create_server() -> FastMCP:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--transport", choices=["stdio", "http", "sse"], default="stdio")
-    parser.add_argument("--port", type=int, default=8000)
-    args = parser.parse_args(argv)
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
-    server = create_server()
-    if args.transport == "stdio":
-        server.run("stdio", show_banner=False)
-    else:
-        path = "/mcp" if args.transport == "http" else "/sse"
-        server.run(args.transport, show_banner=False, host="127.0.0.1", port=args.port, path=path)
+    args = parser(__doc__).parse_args(argv)
+    serve(create_server(), args)
 
 
 if __name__ == "__main__":

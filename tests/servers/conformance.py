@@ -14,25 +14,21 @@ over HTTP, Host/Origin validation (DNS rebinding) plus an event store so that
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import json
-import logging
 import struct
-import sys
 import warnings
 from typing import Any
 
 import mcp_types
-import uvicorn
 from fastmcp import Context, FastMCP
 from fastmcp.exceptions import ToolError
 from fastmcp.prompts import Message
 from fastmcp.server.event_store import EventStore
 from fastmcp.tools.base import Tool, ToolResult
-from mcp.server.context import ServerRequestContext
 from mcp.shared.exceptions import MCPDeprecationWarning
+from serving import add_subscriptions, parser, serve
 
 # A 1x1 red PNG.
 PNG = bytes.fromhex(
@@ -379,33 +375,6 @@ def add_prompts(mcp: FastMCP) -> None:
         return [c for c in candidates if c.startswith(argument.value)] or candidates
 
 
-def add_subscriptions(mcp: FastMCP) -> None:
-    """``resources/subscribe`` and ``resources/unsubscribe`` (FastMCP has no API for them).
-
-    Subscriptions are kept per connection; the server then advertises
-    ``resources.subscribe`` because the low-level server sees the handler.
-    """
-    subscriptions: dict[int, set[str]] = {}
-
-    async def subscribe(
-        ctx: ServerRequestContext[Any], params: mcp_types.SubscribeRequestParams
-    ) -> mcp_types.EmptyResult:
-        subscriptions.setdefault(id(ctx.session), set()).add(str(params.uri))
-        return mcp_types.EmptyResult()
-
-    async def unsubscribe(
-        ctx: ServerRequestContext[Any], params: mcp_types.UnsubscribeRequestParams
-    ) -> mcp_types.EmptyResult:
-        subscriptions.get(id(ctx.session), set()).discard(str(params.uri))
-        return mcp_types.EmptyResult()
-
-    low = mcp._mcp_server
-    low.add_request_handler("resources/subscribe", mcp_types.SubscribeRequestParams, subscribe)
-    low.add_request_handler(
-        "resources/unsubscribe", mcp_types.UnsubscribeRequestParams, unsubscribe
-    )
-
-
 def create_server() -> FastMCP:
     """The conformance backend."""
     mcp = FastMCP(name="conformance", version="1.0.0", dereference_schemas=False)
@@ -417,22 +386,15 @@ def create_server() -> FastMCP:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--transport", choices=["stdio", "http"], default="stdio")
-    parser.add_argument("--port", type=int, default=8000)
-    args = parser.parse_args(argv)
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+    args = parser(__doc__, transports=("stdio", "http")).parse_args(argv)
     server = create_server()
-    if args.transport == "stdio":
-        server.run("stdio", show_banner=False)
-        return
     app = server.http_app(
         path="/mcp",
         event_store=EventStore(),
         retry_interval=500,
         host_origin_protection=True,
     )
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+    serve(server, args, app=app)
 
 
 if __name__ == "__main__":

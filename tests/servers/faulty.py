@@ -39,6 +39,7 @@ from typing import Any
 import anyio
 from fastmcp import Context, FastMCP
 from fastmcp.exceptions import ToolError
+from serving import parser
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -134,18 +135,15 @@ def _wire_id(request_id: str) -> int | str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--transport", choices=["stdio", "http", "sse"], default="stdio")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--name", default="faulty")
-    parser.add_argument("--hang-on-call", action="store_true")
-    parser.add_argument("--crash-after", type=int, default=None)
-    parser.add_argument("--garbage", action="store_true")
-    parser.add_argument("--extra-tool", action="store_true")
-    parser.add_argument("--health-status", type=int, default=200)
-    parser.add_argument("--spawn-child", action="store_true")
-    parser.add_argument("--pid-file", default=None)
-    args = parser.parse_args(argv)
+    cli = parser(__doc__, name="faulty")
+    cli.add_argument("--hang-on-call", action="store_true")
+    cli.add_argument("--crash-after", type=int, default=None)
+    cli.add_argument("--garbage", action="store_true")
+    cli.add_argument("--extra-tool", action="store_true")
+    cli.add_argument("--health-status", type=int, default=200)
+    cli.add_argument("--spawn-child", action="store_true")
+    cli.add_argument("--pid-file", default=None)
+    args = cli.parse_args(argv)
 
     child_pid = 0
     if args.spawn_child:

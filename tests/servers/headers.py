@@ -8,13 +8,11 @@ Tools: ``request_headers`` (every header of the HTTP request carrying the call, 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import logging
-import sys
 
 from fastmcp import FastMCP
 from fastmcp.server.dependencies import get_http_headers
+from serving import parser, serve
 
 
 def create_server(name: str) -> FastMCP:
@@ -46,18 +44,8 @@ def create_server(name: str) -> FastMCP:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--transport", choices=["stdio", "http", "sse"], default="http")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--name", default="headers")
-    args = parser.parse_args(argv)
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
-    server = create_server(args.name)
-    if args.transport == "stdio":
-        server.run("stdio", show_banner=False)
-    else:
-        path = "/mcp" if args.transport == "http" else "/sse"
-        server.run(args.transport, show_banner=False, host="127.0.0.1", port=args.port, path=path)
+    args = parser(__doc__, default="http", name="headers").parse_args(argv)
+    serve(create_server(args.name), args)
 
 
 if __name__ == "__main__":

@@ -23,22 +23,18 @@ filtered by the typed prefix.
 
 from __future__ import annotations
 
-import argparse
-import logging
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
 import anyio
 import mcp_types
-import uvicorn
 from fastmcp import Context, FastMCP
 from fastmcp.exceptions import ToolError
 from fastmcp.tools.base import Tool
-from mcp.server.context import ServerRequestContext
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp.shared.message import ServerMessageMetadata
+from serving import add_subscriptions, parser, serve
 
 NAMES = ["alice", "albert", "bob", "carol"]
 ITEMS = ["100", "101", "200"]
@@ -60,8 +56,7 @@ def _write(path: str, text: str) -> None:
 def create_server() -> FastMCP:
     """The protocol backend."""
     mcp = FastMCP(name="protocol", version="1.0.0")
-    # connection id -> (a session of that connection, the URIs it subscribed to)
-    subscriptions: dict[int, tuple[Any, set[str]]] = {}
+    subscriptions = add_subscriptions(mcp)
 
     @mcp.tool(description="Reports progress once per step, message '{tag}:{i}'.")
     async def progress(tag: str, ctx: Context, steps: int = 5, delay: float = 0.05) -> str:
@@ -163,41 +158,13 @@ def create_server() -> FastMCP:
             return None
         return [c for c in candidates if c.startswith(argument.value)]
 
-    async def subscribe(
-        ctx: ServerRequestContext[Any], params: mcp_types.SubscribeRequestParams
-    ) -> mcp_types.EmptyResult:
-        key = id(ctx.session._connection)
-        entry = subscriptions.setdefault(key, (ctx.session, set()))
-        entry[1].add(str(params.uri))
-        return mcp_types.EmptyResult()
-
-    async def unsubscribe(
-        ctx: ServerRequestContext[Any], params: mcp_types.UnsubscribeRequestParams
-    ) -> mcp_types.EmptyResult:
-        entry = subscriptions.get(id(ctx.session._connection))
-        if entry is not None:
-            entry[1].discard(str(params.uri))
-        return mcp_types.EmptyResult()
-
-    low = mcp._mcp_server
-    low.add_request_handler("resources/subscribe", mcp_types.SubscribeRequestParams, subscribe)
-    low.add_request_handler(
-        "resources/unsubscribe", mcp_types.UnsubscribeRequestParams, unsubscribe
-    )
     return mcp
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--transport", choices=["stdio", "http"], default="stdio")
-    parser.add_argument("--port", type=int, default=8000)
-    args = parser.parse_args(argv)
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+    args = parser(__doc__, transports=("stdio", "http")).parse_args(argv)
     server = create_server()
-    if args.transport == "stdio":
-        server.run("stdio", show_banner=False)
-        return
-    uvicorn.run(server.http_app(path="/mcp"), host="127.0.0.1", port=args.port, log_level="warning")
+    serve(server, args, app=server.http_app(path="/mcp"))
 
 
 if __name__ == "__main__":

@@ -41,7 +41,8 @@ _DESCRIPTIONS: dict[str, dict[str, str]] = {
         "enable_namespace_prefixing": "Expose names as <namespace><separator><name> "
         "(MCP_ENABLE_NAMESPACES).",
         "namespace_separator": "Separator between namespace and name (MCP_NAMESPACE_SEPARATOR).",
-        "capability_cache_ttl_seconds": "How long a discovered catalog is trusted (MCP_CACHE_TTL).",
+        "capability_cache_ttl_seconds": "Accepted for compatibility and has no effect: catalogs "
+        "are re-listed when a backend sends list_changed or reconnects (MCP_CACHE_TTL).",
         "request_timeout_seconds": "Per-request timeout unless a backend sets timeout_seconds "
         "(MCP_REQUEST_TIMEOUT).",
         "load_balancing": "How calls are spread within a replica group.",

@@ -174,7 +174,7 @@ class Router:
                 tg.start_soon(watch_config)
                 # Active health probes (ping + optional GET) follow manager.backends as it
                 # changes; they stop before the backends so no probe races a closing session.
-                from mcp_router.resilience.health import HealthChecker
+                from mcp_router.backends.health import HealthChecker
 
                 health = HealthChecker(lambda: self.manager.backends.values())
                 tg.start_soon(health.run)

@@ -22,7 +22,6 @@ The breaker is designed for a single asyncio event loop (no locking); it perform
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -31,13 +30,9 @@ from typing import Any
 
 __all__ = [
     "CircuitBreaker",
-    "CircuitOpenError",
     "CircuitState",
     "Permit",
-    "StateListener",
 ]
-
-logger = logging.getLogger(__name__)
 
 
 class CircuitState(StrEnum):
@@ -48,56 +43,8 @@ class CircuitState(StrEnum):
     HALF_OPEN = "half_open"
 
 
-StateListener = Callable[[str, CircuitState, CircuitState], None]
-"""Transition callback: ``(breaker_name, old_state, new_state)``."""
-
-
 def _format_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class CircuitOpenError(Exception):
-    """Raised (by callers) when a backend's circuit does not admit a call.
-
-    Carries the backend name, the wall-clock moment (UTC) at which the next attempt will be
-    admitted, and the seconds until then.
-    """
-
-    def __init__(
-        self,
-        backend: str,
-        retry_at_wall: datetime,
-        retry_in: float,
-        *,
-        consecutive_failures: int = 0,
-        last_failure_reason: str | None = None,
-        state: CircuitState = CircuitState.OPEN,
-        forced: bool = False,
-    ) -> None:
-        self.backend = backend
-        self.retry_at_wall = retry_at_wall
-        self.retry_in = retry_in
-        self.consecutive_failures = consecutive_failures
-        self.last_failure_reason = last_failure_reason
-        self.state = state
-        self.forced = forced
-        super().__init__(self._build_message())
-
-    def _build_message(self) -> str:
-        when = f"next attempt at {_format_utc(self.retry_at_wall)} (in {self.retry_in:.1f}s)"
-        if self.state is CircuitState.HALF_OPEN:
-            head = f"backend '{self.backend}' circuit is half-open and all trial slots are taken"
-        elif self.forced:
-            head = f"backend '{self.backend}' circuit was forced open"
-        else:
-            head = (
-                f"backend '{self.backend}' circuit is open after "
-                f"{self.consecutive_failures} consecutive failures"
-            )
-        message = f"{head}; {when}"
-        if self.last_failure_reason:
-            message += f"; last failure: {self.last_failure_reason}"
-        return message
 
 
 class Permit:
@@ -115,11 +62,6 @@ class Permit:
         self._done = False
         self.period = period
         self.is_trial = is_trial
-
-    @property
-    def recorded(self) -> bool:
-        """True once an outcome (or a release) has been recorded."""
-        return self._done
 
     def success(self) -> None:
         """Record that the call succeeded."""
@@ -184,7 +126,6 @@ class CircuitBreaker:
         self._forced = False
         self._trials_in_flight = 0
         self._trial_successes = 0
-        self._listeners: list[StateListener] = []
 
     # ------------------------------------------------------------------ properties
 
@@ -264,20 +205,25 @@ class CircuitBreaker:
             return None
         return self._wall_clock() + remaining
 
-    def open_error(self) -> CircuitOpenError:
-        """Build the error describing why calls are not admitted right now."""
+    def open_error(self) -> str:
+        """Why calls are not admitted right now, and when the next attempt will be."""
         state = self.state
         remaining = self.retry_in()
         retry_at = datetime.fromtimestamp(self._wall_clock() + remaining, tz=UTC)
-        return CircuitOpenError(
-            self.name,
-            retry_at,
-            remaining,
-            consecutive_failures=self._consecutive_failures,
-            last_failure_reason=self._last_failure_reason,
-            state=state,
-            forced=self._forced and state is CircuitState.OPEN,
-        )
+        when = f"next attempt at {_format_utc(retry_at)} (in {remaining:.1f}s)"
+        if state is CircuitState.HALF_OPEN:
+            head = f"backend '{self.name}' circuit is half-open and all trial slots are taken"
+        elif self._forced and state is CircuitState.OPEN:
+            head = f"backend '{self.name}' circuit was forced open"
+        else:
+            head = (
+                f"backend '{self.name}' circuit is open after "
+                f"{self._consecutive_failures} consecutive failures"
+            )
+        message = f"{head}; {when}"
+        if self._last_failure_reason:
+            message += f"; last failure: {self._last_failure_reason}"
+        return message
 
     # ------------------------------------------------------------------ control
 
@@ -291,16 +237,6 @@ class CircuitBreaker:
         """
         self._last_failure_reason = reason
         self._open(forced=True)
-
-    def on_change(self, callback: StateListener) -> Callable[[], None]:
-        """Call ``callback(name, old, new)`` on every transition; returns an unsubscriber."""
-        self._listeners.append(callback)
-
-        def unsubscribe() -> None:
-            if callback in self._listeners:
-                self._listeners.remove(callback)
-
-        return unsubscribe
 
     def snapshot(self) -> dict[str, Any]:
         """State and counters for management output."""
@@ -391,7 +327,7 @@ class CircuitBreaker:
         self._opened_at = self._clock()
         self._forced = forced
         if self._state is CircuitState.OPEN:
-            # Already open: only the timeout restarts; no transition, no listener call.
+            # Already open: only the timeout restarts; no transition.
             return
         self._transition(CircuitState.OPEN)
 
@@ -402,13 +338,7 @@ class CircuitBreaker:
         self._transition(CircuitState.CLOSED)
 
     def _transition(self, new: CircuitState) -> None:
-        old = self._state
         self._state = new
         self._period += 1
         self._trials_in_flight = 0
         self._trial_successes = 0
-        for listener in list(self._listeners):
-            try:
-                listener(self.name, old, new)
-            except Exception:
-                logger.exception("circuit breaker listener failed for backend %r", self.name)
