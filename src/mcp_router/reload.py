@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from mcp_router import secrets
 from mcp_router.config import ConfigError, load_effective_config
 from mcp_router.config.models import DEFAULT_SOURCE, BackendConfig, RouterConfig
-from mcp_router.logs import config_secrets, set_secrets
 from mcp_router.resilience.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -192,8 +192,8 @@ class ConfigReloader:
 
     def _reload_token_file(self) -> None:
         auth = self.router.front_auth
-        if auth is not None:
-            auth.reload_token_file()
+        if auth is not None and auth.reload_token_file():
+            secrets.install(self.router.manager, self.router.config, self.router.settings)
 
     # ------------------------------------------------------------------ reload
 
@@ -245,7 +245,7 @@ class ConfigReloader:
         router, manager = self.router, self.router.manager
         old_routing, routing = router.config.routing, new.routing
         # Secrets of the new config are scrubbed from logs before anything logs about it.
-        set_secrets(config_secrets(new, router.secret_extras))
+        secrets.install(manager, new, router.settings)
 
         # Start new and changed backends first (concurrently), so replacements are connected
         # before the index switches to them.

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from mcp_router.logs import redact
+from mcp_router.secrets import redact
 
 if TYPE_CHECKING:
     from mcp_router.routing.forwarder import CallRecord

@@ -17,7 +17,7 @@ from fastmcp.server.middleware import Middleware, MiddlewareContext
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from mcp_router import __version__, telemetry
+from mcp_router import __version__, secrets, telemetry
 from mcp_router.backends.manager import AggregatedIndex, BackendManager
 from mcp_router.config.models import RouterConfig
 from mcp_router.gateway.auth import ClientRateLimiter, FrontAuth
@@ -31,8 +31,9 @@ from mcp_router.gateway.metrics import RouterMetrics, UnknownNameMetrics
 from mcp_router.gateway.middleware import RoutingMiddleware
 from mcp_router.gateway.protocol import ProtocolRelay
 from mcp_router.gateway.provider import RouterProvider
+from mcp_router.gateway.redaction import RedactErrors
 from mcp_router.gateway.status import register_status_routes
-from mcp_router.logs import call_logger, config_secrets, set_secrets
+from mcp_router.logs import call_logger
 from mcp_router.reload import ConfigReloader
 from mcp_router.resilience.retry import RetryPolicy
 from mcp_router.routing.engine import RoutingEngine
@@ -108,7 +109,6 @@ class Router:
     front_auth: FrontAuth | None = None
     limiter: ClientRateLimiter | None = None
     reloader: ConfigReloader | None = None
-    secret_extras: list[str] = field(default_factory=list)  # scrubbed from logs besides config's
     ready: anyio.Event = field(default_factory=anyio.Event)
     _task: asyncio.Task[None] | None = None
     _stop: anyio.Event = field(default_factory=anyio.Event)
@@ -211,11 +211,9 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
         finally:
             await router.stop()
 
+    # Secrets are known (and hidden in every output) before anything logs about the config.
+    secrets.install(manager, config, settings)
     front_auth = FrontAuth(settings)
-    secret_extras = list(settings.auth_token_list)
-    if settings.jwt_public_key and settings.jwt_algorithm.startswith("HS"):
-        secret_extras.append(settings.jwt_public_key)  # may be the shared secret itself
-    set_secrets(config_secrets(config, secret_extras))
     limiter = ClientRateLimiter(on_reject=metrics.rate_limited.inc)
     limiter.configure_from(settings, config)
     search_mode = routing.tool_discovery == "search"
@@ -226,14 +224,21 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
         instructions=INSTRUCTIONS + (DISCOVERY_INSTRUCTIONS if search_mode else ""),
         version=__version__,
         providers=[RouterProvider(manager, forwarder, listed=listed)],
-        middleware=[sessions, limiter, UnknownNameMetrics(metrics), RoutingMiddleware(forwarder)],
+        # RedactErrors first (outermost): it sees every error on its way to the client.
+        middleware=[
+            RedactErrors(),
+            sessions,
+            limiter,
+            UnknownNameMetrics(metrics),
+            RoutingMiddleware(forwarder),
+        ],
         lifespan=lifespan,
         dereference_schemas=False,  # pass backend schemas through verbatim ($ref, $defs)
         list_page_size=routing.list_page_size,
         on_duplicate="warn",
     )
     router = Router(config, settings, manager, engine, forwarder, server, sessions, metrics)
-    router.front_auth, router.limiter, router.secret_extras = front_auth, limiter, secret_extras
+    router.front_auth, router.limiter = front_auth, limiter
     register_management_tools(server, manager, forwarder)
     if search_mode:
         register_discovery_tools(server, manager, forwarder)
