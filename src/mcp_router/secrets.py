@@ -26,6 +26,7 @@ nowhere. The set is installed per router (:func:`install`) at start-up and on ev
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import json
@@ -113,11 +114,10 @@ _AUTH_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)\s+(\S.*)$", re.DOTALL)
 # Structural patterns for free text (credentials no config lists: a client's JWT, a URL an
 # exception message quotes).
 _USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#@\"'<>]+@")
-_PARAM_RE = re.compile(r"([?&#])([A-Za-z0-9_.~%\[\]-]+)=([^&#\s\"'<>]+)")
+# A value ends where free text usually resumes after a URL (";", ",", ")" ...), not only at "&".
+_PARAM_RE = re.compile(r"([?&#])([A-Za-z0-9_.~%\[\]-]+)=([^&#\s\"'<>;,()\[\]{}]+)")
 _SCHEME_CREDENTIAL_RE = re.compile(
-    r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"
-    # "Basic" is an English word: only a base64-looking credential (with a digit, + / or =).
-    r"|\b(basic\s+)(?=[A-Za-z0-9+/]*[0-9+/=])[A-Za-z0-9+/]{8,}={0,2}"
+    r"(?i)\b(bearer\s+)([A-Za-z0-9._~+/=-]{8,})|\b(basic\s+)([A-Za-z0-9+/]{8,}={0,2})"
 )
 
 _SCHEME_HINTS = ("earer", "EARER", "asic", "ASIC")
@@ -187,6 +187,10 @@ def url_secrets(url: str, secret_segments: Sequence[int] = ()) -> list[str]:
     if at:
         for piece in userinfo.split(":", 1):
             found += [piece, unquote(piece)]
+        # HTTP clients send userinfo as "Authorization: Basic base64(user:password)".
+        user, _, password = userinfo.partition(":")
+        basic = f"{unquote(user)}:{unquote(password)}".encode()
+        found.append(base64.b64encode(basic).decode("ascii"))
     for query in (parts.query, parts.fragment):
         for pair in query.split("&"):
             name, eq, value = pair.partition("=")
@@ -375,10 +379,11 @@ class Redactor:
     def _rebuild(self) -> None:
         mapping: dict[str, str] = {}
         for secrets in self._sets.values():
+            mapping.update(secrets.urls)
+        for secrets in self._sets.values():  # a value that is secret whole wins over its URL form
             for value in secrets.values:
                 for variant in _variants(value):
                     mapping[variant] = MASK
-            mapping.update(secrets.urls)
         if not mapping:
             self._compiled = _Compiled()
             return
@@ -412,7 +417,14 @@ def _param_replace(match: re.Match[str]) -> str:
 
 
 def _scheme_replace(match: re.Match[str]) -> str:
-    return (match.group(1) or match.group(2)) + MASK
+    if match.group(1):
+        return match.group(1) + MASK
+    # "Basic" is also an English word: only what decodes to "user:password" is a credential.
+    try:
+        decoded = base64.b64decode(match.group(4), validate=True)
+    except ValueError:
+        return match.group(0)
+    return match.group(3) + MASK if b":" in decoded else match.group(0)
 
 
 _REDACTOR = Redactor()
