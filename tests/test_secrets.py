@@ -453,3 +453,34 @@ def test_secrets_appear_in_no_output_of_a_real_router(tmp_path: Path, log_format
     assert "DB_PASSWORD=*** GITHUB_VALUE=*** DATABASE_URL=*** LOG_LEVEL=debug-visible" in log
     if log_format == "json":
         assert all(json.loads(line) for line in log.splitlines() if line.strip())
+
+
+def test_a_reload_hides_the_new_configs_secrets(tmp_path: Path) -> None:
+    port = free_port()
+    server = [PYTHON, str(SERVERS / "leaky.py"), "--port", str(port), "--path", "/mcp"]
+
+    def backends(password: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": "web",
+                "url": f"http://127.0.0.1:{port}/mcp",
+                "headers": {"X-Db-Password": password},
+            }
+        ]
+
+    async def leak(url: str) -> str:
+        async with bearer_client(url) as client:
+            return result_json(await client.call_tool("web_leak", {}))
+
+    with spawn(server, env=child_env(), ready_url=f"http://127.0.0.1:{port}/healthz"):
+        config = write_config(tmp_path / "backends.yaml", backends("first-pass-1"))
+        env = {"MCP_CONFIG_POLL_INTERVAL": "0.2"}
+        with run_router(config, tmp_path / "router.log", env=env, timeout=60) as router:
+            before = anyio.run(leak, router.url)
+            write_config(config, backends("second-pass-2"))
+            router.wait_log("config reloaded", timeout=30)
+            after = anyio.run(leak, router.url)
+            log = router.stderr()
+    assert "x-db-password=***" in before and "first-pass-1" not in before
+    assert "x-db-password=***" in after, after
+    assert "second-pass-2" not in after and "second-pass-2" not in log
