@@ -31,6 +31,7 @@ from mcp_router.config import ConfigError, load_config
 from mcp_router.config.models import RouterConfig
 from mcp_router.gateway.metrics import RouterMetrics
 from mcp_router.gateway.redaction import redacted_error
+from mcp_router.logs import JsonFormatter
 from mcp_router.routing.forwarder import CallRecord
 from mcp_router.settings import RouterSettings
 from opsupport import bearer_client, result_json, run_router
@@ -253,6 +254,27 @@ def test_redact_hides_known_values_longest_first_in_every_encoding(installed: An
     installed(_config(env={"DB_PASSWORD": 'q"uo\\te-pw', "API_KEY": "sp ace/&pw"}))
     assert secrets.redact(json.dumps({"v": 'q"uo\\te-pw'})) == '{"v": "***"}'
     assert secrets.redact("u=sp%20ace%2F%26pw") == "u=***"
+
+
+def test_many_values_sharing_prefixes_are_each_replaced_whole(installed: Any) -> None:
+    values = {f"SECRET_{i}": v for i, v in enumerate(["abcdef1", "abcdef12", "abcdxx99", "zzz999"])}
+    installed(_config(env=values))
+    assert secrets.redact("abcdef12 abcdef1 abcdxx99 abcdef zzz999z") == "*** *** *** abcdef ***z"
+
+
+def test_json_log_lines_stay_valid_json(installed: Any) -> None:
+    installed(_config(env={"DB_PASSWORD": 'q"uo\\te-pw'}))
+    record = logging.LogRecord(
+        "t",
+        logging.INFO,
+        __file__,
+        1,
+        "%s %s",
+        ('pw q"uo\\te-pw', 'url "http://a:b@h/?token=x\\"y'),
+        None,
+    )
+    line = JsonFormatter().format(record)
+    assert json.loads(line)["message"] == 'pw *** url "http://***@h/?token=***\\"y'
 
 
 def test_redact_finds_credentials_by_structure_whatever_their_length() -> None:

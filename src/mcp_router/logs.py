@@ -2,8 +2,8 @@
 
 Every line is redacted by :mod:`mcp_router.secrets` (the one secret rule the whole router
 uses), so a secret that ends up in an exception message, a library's debug output or a
-traceback is still never written out: text lines are redacted whole, tracebacks included;
-JSON lines field by field before encoding (so escaping cannot hide a value from the match).
+traceback is still never written out: every formatted line is redacted whole, tracebacks
+included (for JSON lines the redactor matches each secret's JSON-escaped form too).
 
 Routed calls get one line each on the ``mcp_router.access`` logger (see :func:`call_logger`).
 """
@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from mcp_router.secrets import redact, redact_data
+from mcp_router.secrets import redact
 
 if TYPE_CHECKING:
     from mcp_router.routing.forwarder import CallRecord
@@ -30,7 +30,6 @@ __all__ = [
 ]
 
 _STD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
-_JSON_NATIVE = (str, int, float, bool, type(None), list, tuple, dict)
 
 access_logger = logging.getLogger("mcp_router.access")
 
@@ -38,7 +37,7 @@ access_logger = logging.getLogger("mcp_router.access")
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message and any ``extra=`` fields.
 
-    Every string in it is redacted (:func:`mcp_router.secrets.redact_data`).
+    The encoded line is redacted (:func:`mcp_router.secrets.redact`).
     """
 
     def format(self, record: logging.LogRecord) -> str:
@@ -51,13 +50,12 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in record.__dict__.items():
             if key not in _STD_ATTRS and not key.startswith("_"):
-                data[key] = value if isinstance(value, _JSON_NATIVE) else str(value)
+                data[key] = value
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
-        elif record.exc_text:
-            data["exc"] = record.exc_text
-        # Redacted before encoding: a secret holding a quote or a backslash is matched as is.
-        return json.dumps(redact_data(data), default=lambda v: redact(str(v)))
+        # One pass over the encoded line: the redactor also knows every secret's JSON-escaped
+        # form, and its structural patterns never consume an escape.
+        return redact(json.dumps(data, default=str))
 
 
 class RedactingFormatter(logging.Formatter):

@@ -113,14 +113,15 @@ _AUTH_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)\s+(\S.*)$", re.DOTALL)
 
 # Structural patterns for free text (credentials no config lists: a client's JWT, a URL an
 # exception message quotes).
-_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#@\"'<>]+@")
+_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#@\"'<>\\]+@")
 # A value ends where free text usually resumes after a URL (";", ",", ")" ...), not only at "&".
-_PARAM_RE = re.compile(r"([?&#])([A-Za-z0-9_.~%\[\]-]+)=([^&#\s\"'<>;,()\[\]{}]+)")
+_PARAM_RE = re.compile(r"([?&#])([A-Za-z0-9_.~%\[\]-]+)=([^&#\s\"'<>;,()\[\]{}\\]+)")
 _SCHEME_CREDENTIAL_RE = re.compile(
     r"(?i)\b(bearer\s+)([A-Za-z0-9._~+/=-]{8,})|\b(basic\s+)([A-Za-z0-9+/]{8,}={0,2})"
 )
 
-_SCHEME_HINTS = ("earer", "EARER", "asic", "ASIC")
+# A scheme is followed by a space; "basic_lookup" or "bearer_tokens" need no scan.
+_SCHEME_HINTS = ("earer ", "EARER ", "asic ", "ASIC ")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -350,6 +351,38 @@ def _variants(value: str) -> set[str]:
     return {value, json.dumps(value)[1:-1], quote(value, safe="")}
 
 
+def _trie_pattern(words: Iterable[str]) -> str:
+    """One regex matching any of ``words``, longest first, as a trie (``ab(?:c|d(?:ef)?)``).
+
+    A flat ``a|b|c`` alternation makes the engine try every value at every position of every
+    log line; the trie tries one character per branch, so a line costs about the same whatever
+    the number of secrets. At a word's end the longer continuations are tried first, so a value
+    containing another one is replaced whole.
+    """
+    trie: dict[str, Any] = {}
+    for word in words:
+        node = trie
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}  # a word ends here
+
+    def build(node: dict[str, Any]) -> str:
+        out: list[str] = []
+        while True:  # single-child chains without a word end: plain literals, no recursion
+            keys = [k for k in node if k]
+            ends = "" in node
+            if len(keys) != 1 or ends:
+                break
+            out.append(re.escape(keys[0]))
+            node = node[keys[0]]
+        if keys:
+            group = "(?:" + "|".join(re.escape(k) + build(node[k]) for k in sorted(keys)) + ")"
+            out.append(group + "?" if ends else group)
+        return "".join(out)
+
+    return build(trie)
+
+
 class Redactor:
     """The process-wide secret set: the union of every installed router's :class:`SecretSet`.
 
@@ -387,9 +420,7 @@ class Redactor:
         if not mapping:
             self._compiled = _Compiled()
             return
-        # Longest first: a value containing another one is replaced whole.
-        ordered = sorted(mapping, key=len, reverse=True)
-        pattern = re.compile("|".join(re.escape(v) for v in ordered))
+        pattern = re.compile(_trie_pattern(mapping))
         if all(shown == MASK for shown in mapping.values()):
             self._compiled = _Compiled(pattern, MASK)
         else:
