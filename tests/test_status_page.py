@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from importlib import resources
 from pathlib import Path
 
 import httpx2
@@ -22,7 +23,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from mcp_router import secrets
 from mcp_router.config.models import RouterConfig
-from mcp_router.gateway.status import CallStats
+from mcp_router.gateway.status import CallStats, status_html
 from mcp_router.routing.forwarder import CallRecord
 from support import child_env, fastmcp_server, free_port, router_http, write_config
 
@@ -76,6 +77,13 @@ def test_call_stats_keep_recent_failures_redacted() -> None:
     ]
     assert stats.latency("a")["samples"] == 0  # failed calls are not latency samples
     assert stats.recent_errors("(none)")[0]["outcome"] == "no_backend"
+
+
+def test_page_is_package_data_not_a_python_string() -> None:
+    # hatchling puts every file under src/mcp_router into the wheel; the page is read from there
+    page = resources.files("mcp_router.gateway").joinpath("static/status.html")
+    assert page.is_file()
+    assert status_html() == page.read_text(encoding="utf-8")
 
 
 # ----------------------------------------------------------------------------- end to end
