@@ -17,6 +17,7 @@ import pytest
 from mcp_router.config import ConfigError, load_config
 from mcp_router.config.models import RouterConfig
 from mcp_router.importer import convert_mcp_servers, import_file, looks_secret
+from mcp_router.secrets import secret_name
 from support import PYTHON, ROOT, child_env, fastmcp_server, http_client, run_router
 
 pytestmark = pytest.mark.timeout(60)
@@ -169,6 +170,19 @@ def test_looks_secret() -> None:
     assert not looks_secret("LOG_LEVEL", "info")
     assert not looks_secret("KEYBOARD_LAYOUT", "us")
     assert not looks_secret("API_TOKEN", "${API_TOKEN}")
+    assert looks_secret("X-Tenant", "acme", header=True)  # every header, as the router hides
+    assert not looks_secret("Accept", "application/json", header=True)
+
+
+@pytest.mark.parametrize(
+    "name", ["GH_PAT", "DB_PASSWORD", "apiKey", "SESSION", "LOG_LEVEL", "KEYBOARD_LAYOUT", "PATH"]
+)
+def test_import_moves_out_exactly_what_the_router_hides(name: str) -> None:
+    # One predicate: an env value becomes ${VAR} iff the router would redact it by its name.
+    result = convert_mcp_servers(
+        {"mcpServers": {"s": {"command": "run", "env": {name: "value-12345"}}}}, env_refs=True
+    )
+    assert ("value-12345" not in result.yaml_text) is secret_name(name)
 
 
 def test_invalid_documents_are_config_errors(tmp_path: Path) -> None:

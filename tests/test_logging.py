@@ -11,16 +11,9 @@ from typing import Any
 import anyio
 import pytest
 
-from mcp_router import telemetry
+from mcp_router import secrets, telemetry
 from mcp_router.config.models import RouterConfig
-from mcp_router.logs import (
-    JsonFormatter,
-    RedactingFormatter,
-    call_logger,
-    config_secrets,
-    redact,
-    set_secrets,
-)
+from mcp_router.logs import JsonFormatter, RedactingFormatter, call_logger
 from mcp_router.routing.forwarder import CallRecord
 from mcp_router.settings import RouterSettings
 from opsupport import bearer_client
@@ -81,51 +74,33 @@ def _formatted(formatter: logging.Formatter, message: str, *args: Any) -> str:
     return formatter.format(record)
 
 
+def _install(owner: object, *values: str) -> None:
+    """Install ``values`` as secrets (as header values of a throwaway config)."""
+    headers = {f"X-Secret-{i}": v for i, v in enumerate(values)}
+    config = RouterConfig.model_validate(
+        {"backends": [{"name": "t", "url": "http://127.0.0.1:1/mcp", "headers": headers}]}
+    )
+    secrets.install(owner, config)
+
+
 def test_redaction_covers_messages_tracebacks_and_json() -> None:
-    set_secrets(["sekrit-value-123", 'quo"te-secret'])
+    owner = object()
+    _install(owner, "sekrit-value-123", 'quo"te-secret')
     try:
         text = _formatted(
             RedactingFormatter(logging.Formatter("%(message)s")), "url %s", "x?t=sekrit-value-123"
         )
         assert "sekrit-value-123" not in text and "url x?t=***" in text
-        data = _formatted(RedactingFormatter(JsonFormatter()), "v=%s", 'quo"te-secret')
+        data = _formatted(JsonFormatter(), "v=%s", 'quo"te-secret')
         assert "quo" not in data
         assert json.loads(data)["message"] == "v=***"
         assert "sekrit" not in json.loads(data)["exc"]
         assert (
-            redact("Authorization: Bearer eyJhbGciOiJSUzI1NiJ9.x.y") == "Authorization: Bearer ***"
+            secrets.redact("Authorization: Bearer eyJhbGciOiJSUzI1NiJ9.x.y")
+            == "Authorization: Bearer ***"
         )
     finally:
-        set_secrets([])
-
-
-def test_config_secrets() -> None:
-    config = RouterConfig.model_validate(
-        {
-            "backends": [
-                {
-                    "name": "db",
-                    "url": "https://user:pw-1234@db.example/mcp?token=qtok-5678&page=2",
-                    "headers": {
-                        "Authorization": "Bearer hdr-tok-9",
-                        "X-Key": "xkey-0000",
-                        "Accept": "application/json",
-                    },
-                },
-                {
-                    "name": "files",
-                    "command": "x",
-                    "env": {"API_TOKEN": "env-tok-1111", "LOG_LEVEL": "debug-level"},
-                },
-            ]
-        }
-    )
-    secrets = config_secrets(config, ["front-token"])
-    assert {"pw-1234", "user", "qtok-5678", "hdr-tok-9", "Bearer hdr-tok-9", "xkey-0000"} <= secrets
-    assert {"env-tok-1111", "front-token"} <= secrets
-    assert "debug-level" not in secrets  # not a secret-looking name
-    assert "application/json" not in secrets  # a plain header
-    assert "2" not in secrets
+        secrets.uninstall(owner)
 
 
 def test_call_logger_levels(caplog: pytest.LogCaptureFixture) -> None:
@@ -169,7 +144,8 @@ class _Tracer:
 def test_one_span_per_routed_call(monkeypatch: pytest.MonkeyPatch) -> None:
     tracer = _Tracer()
     monkeypatch.setattr(telemetry.trace, "get_tracer", lambda *_a, **_k: tracer)
-    set_secrets(["https://x/?token=abcd1234"])
+    owner = object()
+    _install(owner, "abcd1234")
     try:
         ok = CallRecord(
             "tool", "ns_t", backend="b", outcome="success", attempts=1, duration_ms=12.0
@@ -179,7 +155,7 @@ def test_one_span_per_routed_call(monkeypatch: pytest.MonkeyPatch) -> None:
         telemetry.record_span(ok)
         telemetry.record_span(failed)
     finally:
-        set_secrets([])
+        secrets.uninstall(owner)
     first, second = tracer.spans
     assert first.name == "route tool ns_t"
     attrs = first.kwargs["attributes"]

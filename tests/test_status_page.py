@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from importlib import resources
 from pathlib import Path
 
 import httpx2
@@ -20,7 +21,9 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from mcp_router.gateway.status import CallStats
+from mcp_router import secrets
+from mcp_router.config.models import RouterConfig
+from mcp_router.gateway.status import CallStats, status_html
 from mcp_router.routing.forwarder import CallRecord
 from support import child_env, fastmcp_server, free_port, run_router, write_config
 
@@ -50,19 +53,37 @@ def test_call_stats_percentiles_and_ring_buffer() -> None:
     assert stats.latency("b") == {"p50_ms": None, "p95_ms": None, "samples": 0}
 
 
+def _config_with_secret(value: str) -> RouterConfig:
+    return RouterConfig.model_validate(
+        {"backends": [{"name": "a", "url": "http://127.0.0.1:1/mcp", "headers": {"X-K": value}}]}
+    )
+
+
 def test_call_stats_keep_recent_failures_redacted() -> None:
     stats = CallStats(window=5, errors=2)
     stats.observe(_record("a", 9, "error", "backend 'a': first"))
     stats.observe(_record("a", 9, "error", "backend 'a': token abc-secret refused"))
     stats.observe(_record("a", 9, "error", "backend 'a': third, abc-secret again"))
     stats.observe(_record(None, 0, "no_backend", "no healthy backend"))
-    errors = stats.recent_errors("a", ["abc-secret"])
+    owner = object()
+    secrets.install(owner, _config_with_secret("abc-secret"))
+    try:
+        errors = stats.recent_errors("a")
+    finally:
+        secrets.uninstall(owner)
     assert [e["message"] for e in errors] == [
         "backend 'a': third, *** again",
         "backend 'a': token *** refused",
     ]
     assert stats.latency("a")["samples"] == 0  # failed calls are not latency samples
-    assert stats.recent_errors("(none)", [])[0]["outcome"] == "no_backend"
+    assert stats.recent_errors("(none)")[0]["outcome"] == "no_backend"
+
+
+def test_page_is_package_data_not_a_python_string() -> None:
+    # hatchling puts every file under src/mcp_router into the wheel; the page is read from there
+    page = resources.files("mcp_router.gateway").joinpath("static/status.html")
+    assert page.is_file()
+    assert status_html() == page.read_text(encoding="utf-8")
 
 
 # ----------------------------------------------------------------------------- end to end

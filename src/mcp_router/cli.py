@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 
+from mcp_router import secrets
 from mcp_router.config import ConfigError, load_effective_config
 from mcp_router.config.models import RouterConfig
 from mcp_router.logs import configure_logging
@@ -85,7 +86,9 @@ def router_main(argv: Sequence[str] | None = None) -> None:
     try:
         settings, config = _load(args)
     except ConfigError as exc:
-        print(f"mcp-router: invalid configuration\n{exc}", file=sys.stderr)
+        # The config is not loaded, so only what is secret by position (URL userinfo,
+        # ?token= values) can be hidden in a problem that quotes a value.
+        print(f"mcp-router: invalid configuration\n{secrets.redact(str(exc))}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
     configure_logging(settings.log_level, settings.log_format)
     if args.command == "check":
@@ -149,6 +152,7 @@ async def _check(config: RouterConfig, settings: RouterSettings, as_json: bool) 
     from mcp_router.gateway.management import backend_summary
 
     manager = BackendManager(config)
+    secrets.install(manager, config, settings)  # the check's output and logs are redacted too
     async with anyio.create_task_group() as tg:
         await manager.start(tg)
         summary: dict[str, Any] = {

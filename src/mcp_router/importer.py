@@ -8,8 +8,10 @@ loader's own (:func:`mcp_router.config.mcp_servers_to_config`), so the YAML writ
 to the same backends as the JSON would.
 
 Secrets: by default values are copied literally (the YAML then works as is, like the JSON it
-came from) and a warning names every env variable and header that looks secret, so the user
-can move it out of the file. With ``env_refs=True`` those values are replaced by ``${VAR}``
+came from) and a warning names every env variable and header that is secret by the router's
+own rule (:mod:`mcp_router.secrets`: a header value, unless a standard one such as ``Accept``;
+an env value whose name looks secret, or that starts with an auth scheme), so the user can
+move it out of the file. With ``env_refs=True`` those values are replaced by ``${VAR}``
 references instead (env entries by ``${THEIR_OWN_NAME}``, headers by
 ``${<SERVER>_<HEADER>}``, keeping a ``Bearer`` prefix) and the warning lists the variables to
 set. A literal ``$`` is written as ``$$`` so that ``${VAR}`` expansion keeps it; ``${VAR}``
@@ -32,13 +34,10 @@ from pydantic import ValidationError
 from mcp_router.config.errors import ConfigError
 from mcp_router.config.loader import expand_env, mcp_servers_to_config, validation_problems
 from mcp_router.config.models import BACKEND_NAME_PATTERN, RouterConfig
+from mcp_router.secrets import secret_header, secret_name
 
 __all__ = ["ImportResult", "convert_mcp_servers", "import_file", "looks_secret"]
 
-_SECRET_KEY_RE = re.compile(
-    r"(?i)(token|secret|passw(or)?d|pass|api[_-]?key|apikey|auth|credential|private|session|"
-    r"cookie|bearer|(^|[_-])key($|[_-]))"
-)
 _VALID_REF_RE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\}")
 _NAME_RE = re.compile(BACKEND_NAME_PATTERN)
 _INVALID_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -58,11 +57,18 @@ class ImportResult:
     variables: list[str] = field(default_factory=list)  # ${VAR}s the YAML needs
 
 
-def looks_secret(key: str, value: str) -> bool:
-    """Whether an env variable or header probably holds a secret."""
+def looks_secret(key: str, value: str, *, header: bool = False) -> bool:
+    """Whether an env variable (or, with ``header=True``, a header) holds a secret.
+
+    The router's own rule (:func:`mcp_router.secrets.secret_name` / ``secret_header``), so what
+    the import moves out of the file is exactly what the router would hide in its output.
+    A ``${VAR}`` reference is not a secret (its value is not in the file).
+    """
     if not value or _VALID_REF_RE.fullmatch(value.strip()):
         return False
-    return bool(_SECRET_KEY_RE.search(key)) or value.startswith(_SCHEMES)
+    if header:
+        return secret_header(key)
+    return secret_name(key) or value.startswith(_SCHEMES)
 
 
 def _escape_dollars(value: str) -> str:
@@ -144,7 +150,9 @@ def convert_mcp_servers(
             shaped: dict[str, Any] = {}
             for var, value in values.items():
                 text = value if isinstance(value, str) else json.dumps(value)
-                if isinstance(value, str) and looks_secret(str(var), value):
+                if isinstance(value, str) and looks_secret(
+                    str(var), value, header=key == "headers"
+                ):
                     where = f"{backend['name']}.{key}.{var}"
                     if env_refs:
                         ref = (

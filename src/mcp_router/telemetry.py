@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from mcp_router.logs import redact
+from mcp_router.secrets import redact
 
 if TYPE_CHECKING:
     from mcp_router.routing.forwarder import CallRecord
@@ -96,13 +96,14 @@ def record_span(record: CallRecord) -> None:
     tracer = trace.get_tracer(INSTRUMENTATION_NAME)
     end = time.time_ns()
     start = end - int(record.duration_ms * 1_000_000)
+    name = redact(record.exposed)  # a resource URI may carry ?token=: spans follow the rule too
     span = tracer.start_span(
-        f"route {record.kind} {record.exposed}",
+        f"route {record.kind} {name}",
         kind=SpanKind.INTERNAL,
         start_time=start,
         attributes={
             "mcp_router.kind": record.kind,
-            "mcp_router.name": record.exposed,
+            "mcp_router.name": name,
             "mcp_router.backend": record.backend or "",
             "mcp_router.outcome": record.outcome,
             "mcp_router.attempts": record.attempts,

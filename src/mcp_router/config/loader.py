@@ -55,7 +55,11 @@ _VAR_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?$", re.DOTALL)
 
 
 def _expand_string(
-    value: str, environ: Mapping[str, str], loc: _Loc, problems: list[tuple[str, str]]
+    value: str,
+    environ: Mapping[str, str],
+    loc: _Loc,
+    problems: list[tuple[str, str]],
+    expanded: dict[str, str] | None = None,
 ) -> str:
     def replace(match: re.Match[str]) -> str:
         token = match.group(0)
@@ -79,6 +83,8 @@ def _expand_string(
             return token
         name, default = parsed.group(1), parsed.group(2)
         current = environ.get(name)
+        if current and expanded is not None:
+            expanded[name] = current  # a default is written in the file: not recorded
         if default is not None:
             return current if current else default
         if current is None:
@@ -98,31 +104,44 @@ def _expand_string(
 
 
 def _expand_node(
-    node: Any, environ: Mapping[str, str], loc: _Loc, problems: list[tuple[str, str]]
+    node: Any,
+    environ: Mapping[str, str],
+    loc: _Loc,
+    problems: list[tuple[str, str]],
+    expanded: dict[str, str] | None = None,
 ) -> Any:
     if isinstance(node, str):
-        return _expand_string(node, environ, loc, problems)
+        return _expand_string(node, environ, loc, problems, expanded)
     if isinstance(node, dict):
         return {
-            key: _expand_node(value, environ, (*loc, str(key)), problems)
+            key: _expand_node(value, environ, (*loc, str(key)), problems, expanded)
             for key, value in node.items()
         }
     if isinstance(node, list):
         return [
-            _expand_node(item, environ, (*loc, index), problems) for index, item in enumerate(node)
+            _expand_node(item, environ, (*loc, index), problems, expanded)
+            for index, item in enumerate(node)
         ]
     return node
 
 
-def expand_env(data: Any, environ: Mapping[str, str] | None = None, *, source: str = "") -> Any:
+def expand_env(
+    data: Any,
+    environ: Mapping[str, str] | None = None,
+    *,
+    source: str = "",
+    expanded: dict[str, str] | None = None,
+) -> Any:
     """Expand ``${VAR}``, ``${VAR:-default}`` and ``$$`` in every string value of ``data``.
 
     Mapping keys are left untouched. ``${VAR:-default}`` uses the default when ``VAR`` is unset
     or empty; an unset ``${VAR}`` is an error. Raises :class:`ConfigError` listing every problem.
+    ``expanded``, when given, receives every variable substituted from the environment and its
+    value (the router treats all of them as secrets, see :mod:`mcp_router.secrets`).
     """
     env = os.environ if environ is None else environ
     problems: list[tuple[str, str]] = []
-    result = _expand_node(data, env, (), problems)
+    result = _expand_node(data, env, (), problems, expanded)
     if problems:
         raise ConfigError(source or "<config>", problems)
     return result
@@ -421,7 +440,8 @@ def load_config(path: Path | str, *, environ: Mapping[str, str] | None = None) -
             f"got {_describe_type(data)}",
         )
 
-    data = expand_env(data, environ, source=source)
+    expanded: dict[str, str] = {}
+    data = expand_env(data, environ, source=source, expanded=expanded)
 
     if "mcpServers" in data:
         converted = mcp_servers_to_config(data, source=source)
@@ -437,8 +457,11 @@ def load_config(path: Path | str, *, environ: Mapping[str, str] | None = None) -
                 return ("mcpServers", names[loc[1]], *loc[2:])
             return loc
 
-        return _validate(converted, source, rename)
-    return _validate(data, source)
+        config = _validate(converted, source, rename)
+    else:
+        config = _validate(data, source)
+    config.expanded_env = expanded
+    return config
 
 
 def _describe_type(value: Any) -> str:
@@ -572,6 +595,7 @@ def apply_overrides(config: RouterConfig, settings: RouterSettings) -> RouterCon
                 problems.append(entry)
         raise ConfigError(ENVIRONMENT_SOURCE, problems) from None
     updated.source = config.source
+    updated.expanded_env = config.expanded_env
     return updated
 
 

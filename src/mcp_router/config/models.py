@@ -219,6 +219,11 @@ class BackendConfig(BaseModel):
     cwd: str | None = None
     url: str | None = None
     headers: _StrMap = Field(default_factory=dict)
+    # Path segments of `url` that are credentials (1-based; -1 = the last one), hidden wherever
+    # the URL is shown or logged, e.g. a webhook-style https://host/hooks/T01/SECRET -> [-1].
+    secret_path_segments: Annotated[list[int], BeforeValidator(_none_to_empty_list)] = Field(
+        default_factory=list
+    )
     namespace: str | None = None
     priority: int = 100
     enabled: bool = True
@@ -274,6 +279,33 @@ class BackendConfig(BaseModel):
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ValueError(f"url must be an absolute http:// or https:// URL, got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _check_secret_path_segments(self) -> BackendConfig:
+        if not self.secret_path_segments:
+            return self
+        problem = None
+        if self.url is None:
+            problem = "secret_path_segments needs 'url' (positions of path segments in it)"
+        else:
+            core = urlparse(self.url).path.strip("/")
+            count = len(core.split("/")) if core else 0
+            for position in self.secret_path_segments:
+                if position == 0 or abs(position) > count:
+                    problem = (
+                        f"secret_path_segments: {position} is not a path segment of url "
+                        f"(it has {count}; use 1..{count}, or -1 for the last)"
+                    )
+                    break
+        if problem is not None:
+            raise _location_error(
+                "BackendConfig",
+                ("secret_path_segments",),
+                "value_error",
+                problem,
+                self.secret_path_segments,
+            )
+        return self
 
     @model_validator(mode="after")
     def _resolve_transport(self) -> BackendConfig:
@@ -381,6 +413,7 @@ class RouterConfig(BaseModel):
     )
 
     _source: str = PrivateAttr(default=DEFAULT_SOURCE)
+    _expanded_env: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @property
     def source(self) -> str:
@@ -390,6 +423,15 @@ class RouterConfig(BaseModel):
     @source.setter
     def source(self, value: str) -> None:
         self._source = value
+
+    @property
+    def expanded_env(self) -> dict[str, str]:
+        """Variable -> value of every ``${VAR}`` the loader substituted (all are secrets)."""
+        return self._expanded_env
+
+    @expanded_env.setter
+    def expanded_env(self, value: dict[str, str]) -> None:
+        self._expanded_env = dict(value)
 
     @model_validator(mode="after")
     def _check_cross_references(self) -> RouterConfig:

@@ -1,11 +1,11 @@
 """Read-only management tools (namespace ``router``): backends, health, routing decisions.
 
-Nothing here can start a process or change where the router connects.
+Nothing here can start a process or change where the router connects. Everything they return
+goes through :mod:`mcp_router.secrets` (the rule logs and ``/status`` use too).
 """
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
@@ -16,42 +16,15 @@ from mcp.types import ToolAnnotations
 from mcp_router.backends.backend import Backend
 from mcp_router.backends.manager import BackendManager
 from mcp_router.routing.forwarder import Forwarder, UnknownComponentError
+from mcp_router.secrets import redact_data, redact_url
 
 _READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
-_SECRET_QUERY = re.compile(r"(?i)([?&](?:token|key|secret|password|auth|access_token)=)[^&]+")
-_USERINFO = re.compile(r"://[^/@\s]+@")
-
-
-def redact_url(url: str | None) -> str | None:
-    """A URL safe to show: no userinfo, no secret-looking query values."""
-    if url is None:
-        return None
-    return _SECRET_QUERY.sub(r"\1***", _USERINFO.sub("://***@", url))
-
-
-def redact_text(text: str | None, secrets: list[str]) -> str | None:
-    """Replace every known secret value in a message with ***."""
-    if text is None:
-        return None
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
-def backend_secrets(backend: Backend) -> list[str]:
-    """Values of this backend's config that management output must never show."""
-    values = [v for v in backend.config.headers.values() if len(v) >= 4]
-    values += [v for v in backend.config.env.values() if len(v) >= 8]
-    # "Bearer abc" -> also hide "abc" on its own
-    values += [v.split(" ", 1)[1] for v in values if " " in v]
-    return values
 
 
 def backend_summary(backend: Backend) -> dict[str, Any]:
     """One backend as `router_list_backends` shows it (secrets redacted)."""
     breaker = backend.breaker
-    return {
+    summary = {
         "name": backend.name,
         "transport": backend.transport,
         "namespace": backend.namespace,
@@ -62,18 +35,18 @@ def backend_summary(backend: Backend) -> dict[str, Any]:
         "error_count": breaker.total_failures,
         "in_flight": backend.in_flight,
         **backend.catalog.counts,
-        "last_error": redact_text(backend.last_error, backend_secrets(backend)),
+        "last_error": backend.last_error,
     }
+    return redact_data(summary)
 
 
 def backend_detail(backend: Backend) -> dict[str, Any]:
     """One backend in detail (for `router_get_backend_health`)."""
     probe = backend.last_probe
-    secrets = backend_secrets(backend)
     detail = backend_summary(backend)
     detail.update(
         {
-            "url": redact_url(backend.config.url),
+            "url": redact_url(backend.config.url, backend.config.secret_path_segments),
             "command": backend.config.command,
             "protocol_version": backend.protocol_version,
             "server_info": backend.server_info.model_dump() if backend.server_info else None,
@@ -99,26 +72,22 @@ def backend_detail(backend: Backend) -> dict[str, Any]:
                 "latency_ms": None if probe.latency_ms is None else round(probe.latency_ms, 3),
                 "at": probe.at,
                 "seconds_ago": round(time.time() - probe.at, 3),
-                "error": redact_text(probe.error, secrets),
+                "error": probe.error,
             },
             "invalid_messages": backend.invalid_messages,
-            "last_invalid_message": redact_text(backend.last_invalid_message, secrets),
+            "last_invalid_message": backend.last_invalid_message,
             "last_exit_code": backend.last_exit_code,
             "availability": None
             if backend.state.value == "connected"
-            else redact_text(backend.unavailable_reason(), secrets),
+            else backend.unavailable_reason(),
         }
     )
-    return detail
+    return redact_data(detail)
 
 
 def breaker_snapshot(backend: Backend) -> dict[str, Any]:
     """The breaker's state, with its last failure reason redacted."""
-    snap = dict(backend.breaker.snapshot())
-    if "last_failure_reason" in snap:
-        reason = snap["last_failure_reason"]
-        snap["last_failure_reason"] = redact_text(reason, backend_secrets(backend))
-    return snap
+    return redact_data(backend.breaker.snapshot())
 
 
 def register_management_tools(
@@ -157,15 +126,17 @@ def register_management_tools(
             raise ToolError(f"{exc}; call tools/list for the exposed names") from exc
         described = decision.describe()
         last = forwarder.last_routing.get(tool_name)
-        return {
-            "tool_name": tool_name,
-            "original_name": entry.original_name,
-            "namespace": entry.namespace,
-            "safe_to_retry": entry.safe_to_retry,
-            "candidates": [d for d in described if not d["skipped"]],
-            "skipped": [d for d in described if d["skipped"]],
-            "last_call_tried": forwarder.last_decisions.get(tool_name),
-            "last_call_candidates": None
-            if last is None
-            else [c.backend.name for c in last.candidates],
-        }
+        return redact_data(
+            {
+                "tool_name": tool_name,
+                "original_name": entry.original_name,
+                "namespace": entry.namespace,
+                "safe_to_retry": entry.safe_to_retry,
+                "candidates": [d for d in described if not d["skipped"]],
+                "skipped": [d for d in described if d["skipped"]],
+                "last_call_tried": forwarder.last_decisions.get(tool_name),
+                "last_call_candidates": None
+                if last is None
+                else [c.backend.name for c in last.candidates],
+            }
+        )

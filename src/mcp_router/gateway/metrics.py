@@ -4,6 +4,10 @@ Counters and histograms are fed by the Forwarder's `CallRecord`s (one per routed
 retries and failovers included) and by a FastMCP middleware that counts calls to unknown
 tools, which never reach the Forwarder. Backend gauges are refreshed at scrape time; a backend
 removed by a config reload disappears from them.
+
+Label values that come from names (exposed tools, resource URIs, backends) pass through
+:func:`mcp_router.secrets.redact`: a resource URI carrying ``?token=`` or a configured secret
+never becomes a label. The other labels are fixed vocabularies (kind, outcome, state).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from mcp_router.backends.manager import BackendManager
 from mcp_router.routing.forwarder import CallRecord
+from mcp_router.secrets import redact
 
 _STATES = ("closed", "open", "half_open")
 # Names clients ask for that do not exist are not used as label values: a client could
@@ -101,14 +106,15 @@ class RouterMetrics:
 
     def observe(self, record: CallRecord) -> None:
         """Count one finished routed request."""
-        backend = record.backend or "none"
-        self.calls.labels(record.kind, record.exposed, backend, record.outcome).inc()
+        backend = redact(record.backend) if record.backend else "none"
+        name = redact(record.exposed)
+        self.calls.labels(record.kind, name, backend, record.outcome).inc()
         self.latency.labels(record.kind, backend).observe(record.duration_ms / 1000)
         retries = record.attempts - 1 - record.failovers
         if retries > 0:
             self.retries.labels(backend).inc(retries)
         if record.failovers:
-            self.failovers.labels(record.exposed).inc(record.failovers)
+            self.failovers.labels(name).inc(record.failovers)
 
     def observe_unknown(self, kind: str) -> None:
         """Count a request for a name or URI the catalog does not have."""
@@ -116,22 +122,22 @@ class RouterMetrics:
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text, with backend gauges refreshed at scrape time."""
-        backends = dict(self._manager.backends)
+        backends = {redact(name): b for name, b in self._manager.backends.items()}
         for gone in self._known_backends - backends.keys():
             for s in _STATES:
                 self.circuit.remove(gone, s)
             for gauge in (self.up, self.healthy, self.in_flight, self.tools):
                 gauge.remove(gone)
         self._known_backends = set(backends)
-        for backend in backends.values():
+        for label, backend in backends.items():
             state = backend.breaker.state.value
             for s in _STATES:
-                self.circuit.labels(backend.name, s).set(1 if s == state else 0)
+                self.circuit.labels(label, s).set(1 if s == state else 0)
             connected = backend.state.value == "connected"
-            self.up.labels(backend.name).set(1 if connected else 0)
-            self.healthy.labels(backend.name).set(1 if backend.healthy else 0)
-            self.in_flight.labels(backend.name).set(backend.in_flight)
-            self.tools.labels(backend.name).set(len(backend.catalog.tools))
+            self.up.labels(label).set(1 if connected else 0)
+            self.healthy.labels(label).set(1 if backend.healthy else 0)
+            self.in_flight.labels(label).set(backend.in_flight)
+            self.tools.labels(label).set(len(backend.catalog.tools))
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 

@@ -18,7 +18,7 @@ from mcp.server.request_state import RequestStateSecurity
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from mcp_router import __version__, telemetry
+from mcp_router import __version__, secrets, telemetry
 from mcp_router.backends.manager import AggregatedIndex, BackendManager
 from mcp_router.config.models import RouterConfig
 from mcp_router.gateway.auth import ClientRateLimiter, FrontAuth
@@ -33,9 +33,10 @@ from mcp_router.gateway.metrics import RouterMetrics, UnknownNameMetrics
 from mcp_router.gateway.middleware import RoutingMiddleware
 from mcp_router.gateway.protocol import ProtocolRelay
 from mcp_router.gateway.provider import RouterProvider
+from mcp_router.gateway.redaction import RedactErrors
 from mcp_router.gateway.rounds import InputRounds
 from mcp_router.gateway.status import register_status_routes
-from mcp_router.logs import call_logger, config_secrets, set_secrets
+from mcp_router.logs import call_logger
 from mcp_router.reload import ConfigDiff, ConfigReloader
 from mcp_router.resilience.retry import RetryPolicy
 from mcp_router.routing.engine import RoutingEngine
@@ -128,7 +129,6 @@ class Router:
     front_auth: FrontAuth | None = None
     limiter: ClientRateLimiter | None = None
     reloader: ConfigReloader | None = None
-    secret_extras: list[str] = field(default_factory=list)  # scrubbed from logs besides config's
     ready: anyio.Event = field(default_factory=anyio.Event)
     _task: asyncio.Task[None] | None = None
     _stop: anyio.Event = field(default_factory=anyio.Event)
@@ -190,8 +190,8 @@ class Router:
     async def apply_config(self, new: RouterConfig, diff: ConfigDiff) -> None:
         """Hand every object its part of a new configuration (the reloader computed ``diff``);
         connected clients are told once, when the index is rebuilt."""
-        # Secrets of the new config are scrubbed from logs before anything logs about it.
-        set_secrets(config_secrets(new, self.secret_extras))
+        # Secrets of the new config are hidden in every output before anything logs about it.
+        secrets.install(self.manager, new, self.settings)
         manager, routing, old = self.manager, new.routing, self.config.routing
         retired = await manager.apply_config(new, diff.added, diff.removed, diff.changed)
         if routing.model_dump() != old.model_dump():
@@ -217,8 +217,8 @@ class Router:
 
     def reload_token_file(self) -> None:
         """Re-read the bearer-token file if it changed (token rotation)."""
-        if self.front_auth is not None:
-            self.front_auth.reload_token_file()
+        if self.front_auth is not None and self.front_auth.reload_token_file():
+            secrets.install(self.manager, self.config, self.settings)  # the new tokens too
 
     def count_reload(self, outcome: str) -> None:
         """Count a config reload by outcome (Prometheus)."""
@@ -266,13 +266,9 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
         finally:
             await router.stop()
 
+    # Secrets are known (and hidden in every output) before anything logs about the config.
+    secrets.install(manager, config, settings)
     front_auth = FrontAuth(settings)
-    secret_extras = list(settings.auth_token_list)
-    if settings.jwt_public_key and settings.jwt_algorithm.startswith("HS"):
-        secret_extras.append(settings.jwt_public_key)  # may be the shared secret itself
-    if settings.state_key:
-        secret_extras.append(settings.state_key)
-    set_secrets(config_secrets(config, secret_extras))
     limiter = ClientRateLimiter(on_reject=metrics.rate_limited.inc)
     limiter.configure_from(settings, config)
     search_mode = routing.tool_discovery == "search"
@@ -283,7 +279,9 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
         instructions=INSTRUCTIONS + (DISCOVERY_INSTRUCTIONS if search_mode else ""),
         version=__version__,
         providers=[RouterProvider(manager, entry, listed=listed)],
+        # RedactErrors first (outermost): it sees every error on its way to the client.
         middleware=[
+            RedactErrors(),
             sessions,
             limiter,
             UnknownNameMetrics(metrics),
@@ -298,7 +296,7 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
         else None,
     )
     router = Router(config, settings, manager, engine, forwarder, server, sessions, metrics)
-    router.front_auth, router.limiter, router.secret_extras = front_auth, limiter, secret_extras
+    router.front_auth, router.limiter = front_auth, limiter
     register_management_tools(server, manager, forwarder)
     if search_mode:
         register_discovery_tools(server, manager, entry)

@@ -3,8 +3,9 @@
 The page shows every backend's connection state, health, circuit breaker state, tool count,
 recent errors and call latency, and refreshes itself from ``/status.json`` every 2 seconds.
 Latency and recent errors come from :class:`CallStats`, a small ring buffer per backend fed by
-a :class:`~mcp_router.routing.forwarder.Forwarder` observer. Everything shown goes through the
-management redaction (``backend_summary``, ``redact_text``): no header or env secret appears.
+a :class:`~mcp_router.routing.forwarder.Forwarder` observer. Everything shown goes through
+:mod:`mcp_router.secrets` (the rule logs and the management tools use): no secret appears.
+The page itself (HTML, CSS and script) is package data: ``gateway/static/status.html``.
 
 When the front is protected (``MCP_AUTH_TOKENS``, a token file or JWTs), both routes need a
 token the MCP endpoint would accept, as ``Authorization: Bearer`` or as ``?token=`` (so the
@@ -13,10 +14,12 @@ page can be opened in a browser; its script passes it on to ``/status.json``).
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections import deque
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any, Protocol
 
 import anyio
@@ -27,8 +30,9 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from mcp_router import __version__
 from mcp_router.backends.manager import BackendManager
 from mcp_router.config.models import RouterConfig
-from mcp_router.gateway.management import backend_secrets, backend_summary, redact_text
+from mcp_router.gateway.management import backend_summary
 from mcp_router.routing.forwarder import CallRecord, Forwarder
+from mcp_router.secrets import redact, redact_data
 
 
 class Router(Protocol):
@@ -42,7 +46,7 @@ class Router(Protocol):
     front_auth: Any
 
 
-__all__ = ["CallStats", "register_status_routes", "status_snapshot"]
+__all__ = ["CallStats", "register_status_routes", "status_html", "status_snapshot"]
 
 LATENCY_WINDOW = 200
 """Recent calls per backend kept for the latency percentiles."""
@@ -100,7 +104,7 @@ class CallStats:
             "samples": len(durations),
         }
 
-    def recent_errors(self, backend: str, secrets: list[str]) -> list[dict[str, Any]]:
+    def recent_errors(self, backend: str) -> list[dict[str, Any]]:
         """The recent failed calls of ``backend``, newest first, secrets redacted."""
         now = time.time()
         return [
@@ -109,7 +113,7 @@ class CallStats:
                 "kind": f.kind,
                 "name": f.name,
                 "outcome": f.outcome,
-                "message": redact_text(f.message, secrets),
+                "message": redact(f.message),
             }
             for f in reversed(self._failures.get(backend, ()))
         ]
@@ -119,17 +123,14 @@ def status_snapshot(router: Router, stats: CallStats, started_at: float) -> dict
     """Everything the status page shows, as JSON-ready data (secrets redacted)."""
     manager = router.manager
     backends: list[dict[str, Any]] = []
-    all_secrets: list[str] = []
     for backend in manager.backends.values():
-        secrets = backend_secrets(backend)
-        all_secrets += secrets
         summary = backend_summary(backend)
         summary["calls"] = stats.calls(backend.name)
         summary.update(stats.latency(backend.name))
-        summary["recent_errors"] = stats.recent_errors(backend.name, secrets)
+        summary["recent_errors"] = stats.recent_errors(backend.name)
         backends.append(summary)
     index = manager.index
-    return {
+    snapshot = {
         "version": __version__,
         "config": router.config.source,
         "ready": router.ready.is_set(),
@@ -142,8 +143,19 @@ def status_snapshot(router: Router, stats: CallStats, started_at: float) -> dict
             "prompts": len(index.prompts),
         },
         "backends": backends,
-        "unrouted_errors": stats.recent_errors(NO_BACKEND, all_secrets),
+        "unrouted_errors": stats.recent_errors(NO_BACKEND),
     }
+    return redact_data(snapshot)  # the config path, names, ...: the same rule for every field
+
+
+@functools.cache
+def status_html() -> str:
+    """The page (package data ``static/status.html``), read once."""
+    return (
+        resources.files("mcp_router.gateway")
+        .joinpath("static/status.html")
+        .read_text(encoding="utf-8")
+    )
 
 
 async def _authorized(request: Request, router: Router) -> bool:
@@ -180,7 +192,7 @@ def register_status_routes(router: Router) -> CallStats:
     async def status_page(request: Request) -> Response:
         if not await _authorized(request, router):
             return _unauthorized()
-        return HTMLResponse(STATUS_HTML, headers={"Cache-Control": "no-store"})
+        return HTMLResponse(status_html(), headers={"Cache-Control": "no-store"})
 
     @server.custom_route("/status.json", methods=["GET"], include_in_schema=False)
     async def status_json(request: Request) -> Response:
@@ -191,128 +203,3 @@ def register_status_routes(router: Router) -> CallStats:
         )
 
     return stats
-
-
-STATUS_HTML = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>mcp-router status</title>
-<style>
-  :root { --ok: #1a7f37; --warn: #9a6700; --bad: #cf222e; --muted: #57606a; --line: #d0d7de; }
-  * { box-sizing: border-box; }
-  body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px;
-         color: #1f2328; background: #f6f8fa; }
-  h1 { font-size: 20px; margin: 0 0 4px; }
-  .meta { color: var(--muted); margin-bottom: 16px; }
-  .meta span { margin-right: 16px; }
-  table { border-collapse: collapse; width: 100%; background: #fff; border: 1px solid var(--line); }
-  th, td { text-align: left; padding: 8px 10px; border-bottom: 1px solid var(--line);
-           vertical-align: top; }
-  th { background: #eaeef2; font-weight: 600; }
-  td.num { text-align: right; font-variant-numeric: tabular-nums; }
-  .pill { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px;
-          font-weight: 600; color: #fff; }
-  .ok { background: var(--ok); } .warn { background: var(--warn); } .bad { background: var(--bad); }
-  .errors { margin: 0; padding-left: 16px; color: var(--bad); font-size: 12px; }
-  .none { color: var(--muted); }
-  #banner { display: none; margin-bottom: 12px; padding: 8px 12px; border-radius: 6px;
-            background: #ffebe9; color: var(--bad); border: 1px solid #ff818266; }
-</style>
-</head>
-<body>
-<h1>mcp-router</h1>
-<div class="meta" id="meta">loading&hellip;</div>
-<div id="banner"></div>
-<table>
-  <thead><tr>
-    <th>Backend</th><th>Transport</th><th>Connection</th><th>Health</th><th>Circuit</th>
-    <th>Tools</th><th>Calls</th><th>p50 latency</th><th>p95 latency</th><th>Recent errors</th>
-  </tr></thead>
-  <tbody id="backends"><tr><td colspan="10" class="none">loading&hellip;</td></tr></tbody>
-</table>
-<noscript><p>This page needs JavaScript; the raw data is at
-  <a href="status.json">status.json</a>.</p></noscript>
-<script>
-(function () {
-  "use strict";
-  var token = new URLSearchParams(location.search).get("token");
-  var url = "status.json" + (token ? "?token=" + encodeURIComponent(token) : "");
-  function el(tag, cls, text) {
-    var e = document.createElement(tag);
-    if (cls) { e.className = cls; }
-    if (text !== undefined && text !== null) { e.textContent = String(text); }
-    return e;
-  }
-  function pill(text, kind) { return el("span", "pill " + kind, text); }
-  function ms(v) { return v === null || v === undefined ? "\\u2013" : v.toFixed(1) + " ms"; }
-  function cell(row, content, cls) {
-    var td = el("td", cls);
-    if (content instanceof Node) { td.appendChild(content); } else { td.textContent = content; }
-    row.appendChild(td);
-    return td;
-  }
-  function render(data) {
-    var meta = document.getElementById("meta");
-    meta.textContent = "";
-    [["version", data.version], ["config", data.config],
-     ["ready", data.ready ? "yes" : "no"], ["tools", data.totals.tools],
-     ["tool discovery", data.tool_discovery], ["uptime", Math.round(data.uptime_seconds) + " s"],
-     ["updated", new Date().toLocaleTimeString()]].forEach(function (kv) {
-      meta.appendChild(el("span", null, kv[0] + ": " + kv[1]));
-    });
-    var body = document.getElementById("backends");
-    body.textContent = "";
-    if (!data.backends.length) {
-      var empty = el("tr"); cell(empty, "no backends configured", "none").colSpan = 10;
-      body.appendChild(empty);
-    }
-    data.backends.forEach(function (b) {
-      var row = el("tr");
-      row.setAttribute("data-backend", b.name);
-      cell(row, el("strong", null, b.name));
-      cell(row, b.transport);
-      cell(row, pill(b.state,
-        b.state === "connected" ? "ok" : (b.state === "starting" ? "warn" : "bad")));
-      cell(row, pill(b.healthy ? "healthy" : "unhealthy", b.healthy ? "ok" : "bad"));
-      cell(row, pill(b.circuit_state,
-        b.circuit_state === "closed" ? "ok" : (b.circuit_state === "open" ? "bad" : "warn")));
-      cell(row, b.tools, "num");
-      cell(row, b.calls, "num");
-      cell(row, ms(b.p50_ms), "num");
-      cell(row, ms(b.p95_ms), "num");
-      var errors = b.recent_errors.slice(0, 3).map(function (e) {
-        return e.kind + " " + e.name + ": " + e.message +
-          " (" + Math.round(e.seconds_ago) + " s ago)";
-      });
-      if (b.last_error && b.state !== "connected") { errors.unshift(b.last_error); }
-      if (errors.length) {
-        var list = el("ul", "errors");
-        errors.forEach(function (t) { list.appendChild(el("li", null, t)); });
-        cell(row, list);
-      } else {
-        cell(row, "none", "none");
-      }
-      body.appendChild(row);
-    });
-    document.getElementById("banner").style.display = "none";
-    document.body.setAttribute("data-loaded", "true");
-  }
-  function refresh() {
-    fetch(url, { cache: "no-store" })
-      .then(function (r) { if (!r.ok) { throw new Error("HTTP " + r.status); } return r.json(); })
-      .then(render)
-      .catch(function (err) {
-        var banner = document.getElementById("banner");
-        banner.textContent = "cannot reach the router: " + err.message;
-        banner.style.display = "block";
-      });
-  }
-  refresh();
-  setInterval(refresh, 2000);
-})();
-</script>
-</body>
-</html>
-"""
