@@ -13,9 +13,10 @@ import pytest
 
 from mcp_router import secrets, telemetry
 from mcp_router.config.models import RouterConfig
-from mcp_router.logs import JsonFormatter, RedactingFormatter, call_logger
+from mcp_router.logs import JsonFormatter, RedactingFormatter
 from mcp_router.routing.forwarder import CallRecord
 from mcp_router.settings import RouterSettings
+from mcp_router.telemetry import call_logger
 from opsupport import bearer_client
 from support import child_env, run_router, write_config
 

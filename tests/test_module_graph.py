@@ -21,12 +21,7 @@ SRC = ROOT / "src" / PACKAGE
 # (importer, imported) edges that break the rules today, and the rule-breaking import is being
 # removed by the consolidation: empty this set once they are gone (a test below fails for an
 # entry whose import no longer exists).
-KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset(
-    {
-        # found by this test, not named in the issue: a type-only upward import
-        ("mcp_router.logs", "mcp_router.routing.forwarder"),
-    }
-)
+KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset({})
 
 # Low to high. A module may import its own layer and the layers before it. Each entry lists
 # module-name prefixes (a package covers its submodules).

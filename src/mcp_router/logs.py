@@ -5,7 +5,7 @@ uses), so a secret that ends up in an exception message, a library's debug outpu
 traceback is still never written out: every formatted line is redacted whole, tracebacks
 included (for JSON lines the redactor matches each secret's JSON-escaped form too).
 
-Routed calls get one line each on the ``mcp_router.access`` logger (see :func:`call_logger`).
+Routed calls get one line each on the ``mcp_router.access`` logger (`telemetry.call_logger`).
 """
 
 from __future__ import annotations
@@ -14,18 +14,13 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mcp_router.secrets import redact
-
-if TYPE_CHECKING:
-    from mcp_router.routing.forwarder import CallRecord
 
 __all__ = [
     "JsonFormatter",
     "RedactingFormatter",
-    "call_logger",
     "configure_logging",
 ]
 
@@ -90,41 +85,3 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     # Per-request chatter from the libraries stays out of INFO logs.
     for name in ("uvicorn.access", "httpx2", "httpcore2", "mcp.server.lowlevel.server"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
-
-
-def call_logger(fmt: str) -> Callable[[CallRecord], None]:
-    """A Forwarder observer writing one line per routed call on ``mcp_router.access``.
-
-    JSON logs are meant for a log pipeline, where one record per call is the point: INFO.
-    Text logs are read by people at a terminal (or in a desktop client's log pane), where a
-    line per call drowns everything else: DEBUG.
-    """
-    level = logging.INFO if fmt == "json" else logging.DEBUG
-
-    def observe(record: CallRecord) -> None:
-        if not access_logger.isEnabledFor(level):
-            return
-        duration = round(record.duration_ms, 3)
-        fields: dict[str, Any] = {
-            "kind": record.kind,
-            record.kind: record.exposed,  # "tool": ..., "resource": ..., "prompt": ...
-            "backend": record.backend,
-            "outcome": record.outcome,
-            "duration_ms": duration,
-            "attempts": record.attempts,
-            "failovers": record.failovers,
-        }
-        if record.outcome not in ("success", "tool_error") and record.errors:
-            fields["error"] = record.errors[-1]
-        access_logger.log(
-            level,
-            "%s %s -> %s: %s in %.1f ms",
-            record.kind,
-            record.exposed,
-            record.backend or "-",
-            record.outcome,
-            duration,
-            extra=fields,
-        )
-
-    return observe

@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -115,3 +116,44 @@ def record_span(record: CallRecord) -> None:
         message = redact(record.errors[-1]) if record.errors else None
         span.set_status(Status(StatusCode.ERROR, message))
     span.end(end_time=end)
+
+
+access_logger = logging.getLogger("mcp_router.access")
+
+
+def call_logger(fmt: str) -> Callable[[CallRecord], None]:
+    """A Forwarder observer writing one line per routed call on ``mcp_router.access``.
+
+    JSON logs are meant for a log pipeline, where one record per call is the point: INFO.
+    Text logs are read by people at a terminal (or in a desktop client's log pane), where a
+    line per call drowns everything else: DEBUG.
+    """
+    level = logging.INFO if fmt == "json" else logging.DEBUG
+
+    def observe(record: CallRecord) -> None:
+        if not access_logger.isEnabledFor(level):
+            return
+        duration = round(record.duration_ms, 3)
+        fields: dict[str, Any] = {
+            "kind": record.kind,
+            record.kind: record.exposed,  # "tool": ..., "resource": ..., "prompt": ...
+            "backend": record.backend,
+            "outcome": record.outcome,
+            "duration_ms": duration,
+            "attempts": record.attempts,
+            "failovers": record.failovers,
+        }
+        if record.outcome not in ("success", "tool_error") and record.errors:
+            fields["error"] = record.errors[-1]
+        access_logger.log(
+            level,
+            "%s %s -> %s: %s in %.1f ms",
+            record.kind,
+            record.exposed,
+            record.backend or "-",
+            record.outcome,
+            duration,
+            extra=fields,
+        )
+
+    return observe

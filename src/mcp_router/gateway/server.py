@@ -36,7 +36,6 @@ from mcp_router.gateway.provider import RouterProvider
 from mcp_router.gateway.redaction import RedactErrors
 from mcp_router.gateway.rounds import InputRounds
 from mcp_router.gateway.status import register_status_routes
-from mcp_router.logs import call_logger
 from mcp_router.reload import ConfigDiff, ConfigReloader
 from mcp_router.resilience.retry import RetryPolicy
 from mcp_router.routing.engine import RoutingEngine
@@ -254,7 +253,7 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
     sessions = SessionRegistry()
     metrics = RouterMetrics(manager)
     forwarder.observers.append(metrics.observe)
-    forwarder.observers.append(call_logger(settings.log_format))
+    forwarder.observers.append(telemetry.call_logger(settings.log_format))
     if telemetry.setup_tracing(settings):
         forwarder.observers.append(telemetry.record_span)
 
