@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import mcp_types as types
@@ -69,6 +70,8 @@ class ProtocolRelay:
 
     def __init__(self, manager: BackendManager) -> None:
         self.manager = manager
+        # (method, exposed name or URI) -> raises an MCPError when refused (governance)
+        self.check: Callable[[str, str], None] | None = None
         self._subs: dict[tuple[str, str], _Subscription] = {}
         self._backend_level: str | None = None  # most verbose level asked of the backends
 
@@ -118,6 +121,8 @@ class ProtocolRelay:
 
     async def _subscribe(self, ctx: Any, params: types.SubscribeRequestParams) -> types.EmptyResult:
         owners, original = self._owners(params.uri)
+        if self.check is not None:
+            self.check("resources/subscribe", params.uri)
         live = [
             b for b in owners if b.state is BackendState.CONNECTED and self._supports_subscribe(b)
         ]
@@ -238,6 +243,8 @@ class ProtocolRelay:
             entry = index.prompts.get(ref.name)
             if entry is None:
                 raise MCPError(types.INVALID_PARAMS, f"Unknown prompt: {ref.name!r}")
+            if self.check is not None:
+                self.check("completion/complete", ref.name)
             backend_ref: Any = types.PromptReference(type="ref/prompt", name=entry.original_name)
             members = [
                 b
@@ -248,6 +255,8 @@ class ProtocolRelay:
             tpl = index.templates.get(ref.uri)
             if tpl is None:
                 raise MCPError(types.INVALID_PARAMS, f"Unknown resource template: {ref.uri!r}")
+            if self.check is not None:
+                self.check("completion/complete", ref.uri)
             backend_ref = types.ResourceTemplateReference(
                 type="ref/resource", uri=tpl.original_template
             )

@@ -32,6 +32,7 @@ from mcp_router.gateway.middleware import RoutingMiddleware
 from mcp_router.gateway.protocol import ProtocolRelay
 from mcp_router.gateway.provider import RouterProvider
 from mcp_router.gateway.status import register_status_routes
+from mcp_router.governance import Governance, GovernanceMiddleware
 from mcp_router.logs import call_logger, config_secrets, set_secrets
 from mcp_router.reload import ConfigReloader
 from mcp_router.resilience.retry import RetryPolicy
@@ -108,6 +109,7 @@ class Router:
     front_auth: FrontAuth | None = None
     limiter: ClientRateLimiter | None = None
     reloader: ConfigReloader | None = None
+    governance: Governance | None = None
     secret_extras: list[str] = field(default_factory=list)  # scrubbed from logs besides config's
     ready: anyio.Event = field(default_factory=anyio.Event)
     _task: asyncio.Task[None] | None = None
@@ -158,9 +160,13 @@ class Router:
 
                 health = HealthChecker(lambda: self.manager.backends.values())
                 tg.start_soon(health.run)
+                if self.governance is not None:  # pin approvals, policy reloads
+                    tg.start_soon(self.governance.run)
                 await self._stop.wait()
                 reload_scope.cancel()
                 health.stop()
+                if self.governance is not None:
+                    self.governance.stop()
                 await self.manager.stop()
         finally:
             self.ready.set()  # never leave a starter waiting, even if start-up failed
@@ -234,12 +240,22 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
     )
     router = Router(config, settings, manager, engine, forwarder, server, sessions, metrics)
     router.front_auth, router.limiter, router.secret_extras = front_auth, limiter, secret_extras
+    # Governance (policies, audit, pinning): every hook is one callable; see governance/core.py.
+    governance = router.governance = Governance(
+        settings, lambda: router.config, registry=metrics.registry
+    )
+    forwarder.admission = governance.admit
+    forwarder.observers.append(governance.observe)
+    manager.catalog_guard = governance.guard_catalog
+    governance.notify = sessions.broadcast
+    server.add_middleware(GovernanceMiddleware(governance))
     register_management_tools(server, manager, forwarder)
     if search_mode:
-        register_discovery_tools(server, manager, forwarder)
+        register_discovery_tools(server, manager, forwarder, governance.visible)
     _register_http_routes(router)
     register_status_routes(router)
     relay = ProtocolRelay(manager)
+    relay.check = governance.check
     relay.attach(server)
     manager.add_message_listener(relay.on_backend_message)
     manager.add_backend_listener(relay.resubscribe)

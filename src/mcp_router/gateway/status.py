@@ -130,6 +130,7 @@ def status_snapshot(router: Router, stats: CallStats, started_at: float) -> dict
         },
         "backends": backends,
         "unrouted_errors": stats.recent_errors(NO_BACKEND, all_secrets),
+        "governance": router.governance.status() if router.governance is not None else None,
     }
 
 
@@ -212,6 +213,7 @@ STATUS_HTML = """<!doctype html>
 <h1>mcp-router</h1>
 <div class="meta" id="meta">loading&hellip;</div>
 <div id="banner"></div>
+<div id="pins"></div>
 <table>
   <thead><tr>
     <th>Backend</th><th>Transport</th><th>Connection</th><th>Health</th><th>Circuit</th>
@@ -283,6 +285,19 @@ STATUS_HTML = """<!doctype html>
       }
       body.appendChild(row);
     });
+    var pins = document.getElementById("pins");
+    pins.textContent = "";
+    var pending = (data.governance && data.governance.pending) || [];
+    if (pending.length) {
+      pins.appendChild(el("p", "warn-text",
+        "Definitions changed since pinned (mcp-router pins list / pins approve):"));
+      var plist = el("ul", "errors");
+      pending.forEach(function (p) {
+        plist.appendChild(el("li", null, p.kind + " " + p.exposed + " on " + p.backend +
+          (p.new ? " (new)" : " (changed)") + (p.quarantined ? ": quarantined" : ": served")));
+      });
+      pins.appendChild(plist);
+    }
     document.getElementById("banner").style.display = "none";
     document.body.setAttribute("data-loaded", "true");
   }

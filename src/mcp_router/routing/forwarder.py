@@ -54,6 +54,10 @@ class UnknownComponentError(RoutingError):
     """The exposed name or URI is not in the aggregated catalog."""
 
 
+class AccessDeniedError(RoutingError):
+    """The admission hook (governance: policies, pinning) refused this request."""
+
+
 @dataclass
 class CallRecord:
     """What happened to one routed request (for logs, metrics and tests)."""
@@ -70,6 +74,8 @@ class CallRecord:
 
 
 CallObserver = Callable[[CallRecord], None]
+# (kind, exposed name or URI, arguments) -> None to go on, or why the request is refused.
+Admission = Callable[[str, str, dict[str, Any] | None], str | None]
 
 
 class Forwarder:
@@ -80,6 +86,7 @@ class Forwarder:
         self.engine = engine
         self.retry = retry
         self.observers: list[CallObserver] = []
+        self.admission: Admission | None = None  # governance (mcp_router.governance)
         self.last_decisions: dict[str, list[str]] = {}  # exposed name -> backends tried, in order
         # exposed name -> the decision its last call was routed by (kept by reference: O(1))
         self.last_routing: dict[str, RoutingDecision] = {}
@@ -134,6 +141,7 @@ class Forwarder:
     ) -> types.CallToolResult:
         """Call an exposed tool on the best available backend."""
         entry, decision = self.tool_decision(exposed)
+        self._admit("tool", exposed, arguments)
         original = entry.original_name
         return await self._run(
             "tool",
@@ -150,6 +158,7 @@ class Forwarder:
         resolved = self.manager.index.resolve_uri(exposed_uri)
         if resolved is None:
             raise UnknownComponentError(f"unknown resource '{exposed_uri}'")
+        self._admit("resource", exposed_uri, None)
         original, owners = resolved.original_uri, resolved.owners
         serves = None if owners is None else (lambda b: b.name in owners)
         decision = self.group_decision(exposed_uri, resolved.group, original, serves)
@@ -168,6 +177,7 @@ class Forwarder:
         entry = self.manager.index.prompts.get(exposed)
         if entry is None:
             raise UnknownComponentError(f"unknown prompt '{exposed}'")
+        self._admit("prompt", exposed, arguments)
         original = entry.original_name
         decision = self.group_decision(
             exposed, entry.group, original, lambda b: original in b.catalog.prompts
@@ -179,6 +189,12 @@ class Forwarder:
             lambda b: b.request(lambda s: s.get_prompt(original, arguments)),
             safe_to_retry=True,
         )
+
+    def _admit(self, kind: str, exposed: str, arguments: dict[str, Any] | None) -> None:
+        if self.admission is not None:
+            refused = self.admission(kind, exposed, arguments)
+            if refused is not None:
+                raise AccessDeniedError(refused)
 
     # ------------------------------------------------------------------ the loop
 
