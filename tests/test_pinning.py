@@ -215,6 +215,7 @@ class _Catalog:
         self.tools = tools
         self.prompts: dict[str, types.Prompt] = {}
         self.templates: list[types.ResourceTemplate] = []
+        self.resources: list[types.Resource] = []
 
 
 class _Backend:
