@@ -21,9 +21,14 @@ from fastmcp.server.auth.providers.jwt import RSAKeyPair
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
-from mcp_router.config.models import PoliciesConfig
+from mcp_router.config import ConfigError
+from mcp_router.config.models import PoliciesConfig, RouterConfig
+from mcp_router.gateway.auth import StaticBearerVerifier
+from mcp_router.gateway.server import build_router
 from mcp_router.governance import Identity, Policy
+from mcp_router.settings import RouterSettings, load_settings, split_token_item
 from opsupport import bearer_client, run_router
+from support import fastmcp_server
 
 ALICE, BOB = "tok-alice-5f4e3d", "tok-bob-9c8b7a"
 ISSUER, AUDIENCE = "https://issuer.test", "mcp-router"
@@ -236,3 +241,52 @@ def test_first_deciding_rule_wins_and_globs_cover_names_and_uris() -> None:
     assert everyone.allows(anyone, "db_delete_row")
     decision = everyone.decide(alice, "db_delete_row")
     assert decision.explain() == 'policies.rules[0] denies "*_delete_*"'
+
+
+def test_token_items_are_named_and_bare_tokens_named_by_position() -> None:
+    assert split_token_item("alice=s3cret") == ("alice", "s3cret")
+    assert split_token_item("YWJjZA==") == (None, "YWJjZA==")  # base64 padding: a bare token
+    assert split_token_item("=x") == (None, "=x")
+    settings = RouterSettings(auth_tokens="alice=a-token, bare-token ,bob=b-token")
+    assert settings.auth_token_items == [
+        ("alice", "a-token"),
+        ("static-2", "bare-token"),
+        ("bob", "b-token"),
+    ]
+    assert settings.auth_token_list == ["a-token", "bare-token", "b-token"]  # values only
+    with pytest.raises(ConfigError, match="token name 'alice' is used twice"):
+        load_settings(auth_tokens="alice=one,alice=two")
+
+
+async def test_static_token_carries_its_name_as_identity() -> None:
+    verifier = StaticBearerVerifier([("alice", "a-token"), ("bob", "b-token")])
+    token = await verifier.verify_token("a-token")
+    assert token is not None and token.client_id == "alice" and token.subject == "alice"
+    assert "a-token" not in str(verifier.tokens)
+
+
+async def test_in_process_client_is_local_and_subscriptions_follow_policies() -> None:
+    """Without HTTP (stdio, in memory) the client is ``local``; a denied resource is not
+    listed and cannot be subscribed to, while the others can."""
+    cmd = fastmcp_server("protocol", "stdio")
+    config = RouterConfig.model_validate(
+        {
+            "backends": [{"name": "proto", "command": cmd[0], "args": cmd[1:]}],
+            "routing": {"pinning": "off"},
+            "policies": {"rules": [{"identities": ["local"], "deny": ["proto://proto/watched"]}]},
+        }
+    )
+    router = build_router(config, load_settings())
+    await router.start()
+    try:
+        async with Client(router.server._mcp_server, mode="legacy") as client:
+            uris = {str(r.uri) for r in (await client.list_resources()).resources}
+            assert "proto://proto/watched" not in uris
+            with pytest.raises(MCPError, match="'local' may not use subscription to 'proto://"):
+                await client.subscribe_resource("proto://proto/watched")
+            with pytest.raises(MCPError, match="'local' may not use resource 'proto://proto/"):
+                await client.read_resource("proto://proto/watched")
+            read = await client.read_resource("proto://proto/items/3")
+            assert read.contents
+    finally:
+        await router.stop(force=True)

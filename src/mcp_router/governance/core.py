@@ -309,16 +309,15 @@ class Governance:
         return self._set_quarantine(self._quarantined(seen))
 
     def _observe(self, backends: list[_BackendLike], index: Any) -> dict[str, _Seen]:
-        groups: dict[str, list[_BackendLike]] = {}
+        groups: dict[str, list[tuple[_BackendLike, PinningMode]]] = {}
         for backend in backends:
-            groups.setdefault(backend.namespace, []).append(backend)
+            mode = self._mode(backend)
+            if mode != "off":
+                groups.setdefault(backend.namespace, []).append((backend, mode))
         seen: dict[str, _Seen] = {}
 
         def add(kind: PinKind, exposed: str, group: str, original: str) -> None:
-            for backend in groups.get(group, ()):
-                mode = self._mode(backend)
-                if mode == "off":
-                    continue
+            for backend, mode in groups.get(group, ()):
                 catalog = backend.catalog
                 if kind == "tool":
                     component = catalog.tools.get(original)
@@ -430,11 +429,6 @@ class Governance:
     def stop(self) -> None:
         """End :meth:`run`."""
         self._stop.set()
-
-    def close(self) -> None:
-        """Close the audit file."""
-        if self.audit is not None:
-            self.audit.close()
 
     # ------------------------------------------------------------------ status
 
