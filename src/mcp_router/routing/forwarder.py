@@ -140,8 +140,8 @@ class Forwarder:
         meta: dict[str, Any] | None = None,
     ) -> types.CallToolResult:
         """Call an exposed tool on the best available backend."""
+        self._admit("tool", exposed, arguments)  # first: a refused call moves no balancer
         entry, decision = self.tool_decision(exposed)
-        self._admit("tool", exposed, arguments)
         original = entry.original_name
         return await self._run(
             "tool",
@@ -155,10 +155,10 @@ class Forwarder:
 
     async def read_resource(self, exposed_uri: str) -> types.ReadResourceResult:
         """Read a resource (listed or a template instance) by its exposed URI."""
+        self._admit("resource", exposed_uri, None)
         resolved = self.manager.index.resolve_uri(exposed_uri)
         if resolved is None:
             raise UnknownComponentError(f"unknown resource '{exposed_uri}'")
-        self._admit("resource", exposed_uri, None)
         original, owners = resolved.original_uri, resolved.owners
         serves = None if owners is None else (lambda b: b.name in owners)
         decision = self.group_decision(exposed_uri, resolved.group, original, serves)
@@ -174,10 +174,10 @@ class Forwarder:
         self, exposed: str, arguments: dict[str, str] | None
     ) -> types.GetPromptResult:
         """Render an exposed prompt on its backend."""
+        self._admit("prompt", exposed, arguments)
         entry = self.manager.index.prompts.get(exposed)
         if entry is None:
             raise UnknownComponentError(f"unknown prompt '{exposed}'")
-        self._admit("prompt", exposed, arguments)
         original = entry.original_name
         decision = self.group_decision(
             exposed, entry.group, original, lambda b: original in b.catalog.prompts
