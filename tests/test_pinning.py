@@ -260,3 +260,23 @@ def test_renamed_tool_is_new_and_can_require_approval(tmp_path: Path) -> None:
     backend.catalog = _Catalog({"t2": _tool("t2", "one")})
     assert governance.guard_catalog([backend], _index(backend)) == {"tools"}
     assert "'b_t2' is new" in (governance.admit("tool", "b_t2", {}) or "")
+
+
+def test_changed_template_is_held_back_with_its_instances(tmp_path: Path) -> None:
+    config = RouterConfig.model_validate(
+        {"routing": {"pinning": "enforce"}, "backends": [{"name": "b", "command": PYTHON}]}
+    )
+    governance = Governance(RouterSettings(pins_file=str(tmp_path / "pins.json")), lambda: config)
+    template = types.ResourceTemplate(name="item", uri_template="b://items/{id}", description="1")
+    backend = _Backend(config.backends[0], {})
+    backend.catalog.templates = [template]
+    assert governance.guard_catalog([backend], _index(backend)) == set()  # pinned on sight
+    (exposed,) = _index(backend).templates
+    assert governance.visible(exposed)
+    backend.catalog = _Catalog({})
+    backend.catalog.templates = [template.model_copy(update={"description": "2"})]
+    assert governance.guard_catalog([backend], _index(backend)) == {"resources"}
+    assert not governance.visible(exposed)
+    instance = exposed.replace("{id}", "7")
+    assert "changed its definition" in (governance.admit("resource", instance, None) or "")
+    assert governance.admit("resource", "b://b/elsewhere", None) is None

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 import anyio
 import mcp_types as types
+from fastmcp.resources.template import match_uri_template
 from mcp.shared.exceptions import MCPError
 from prometheus_client import CollectorRegistry, Counter
 
@@ -209,6 +210,8 @@ class Governance:
     def refusal(self, identity: Identity, method: str, name: str) -> str | None:
         """Why ``identity`` may not use ``name`` now, or None."""
         quarantined = self._quarantine.get(name)
+        if quarantined is None and method == "resources/read":
+            quarantined = self._quarantined_template_of(name)
         if quarantined is not None:
             return quarantined[1]
         if self.policy is None:
@@ -218,6 +221,13 @@ class Governance:
             return None
         noun = _NOUNS.get(method, method)
         return f"access denied: '{identity}' may not use {noun} '{name}' ({decision.explain()})"
+
+    def _quarantined_template_of(self, uri: str) -> tuple[PinKind, str] | None:
+        """The quarantine of the template ``uri`` is an instance of, if any (few are held)."""
+        for name, held in self._quarantine.items():
+            if held[0] == "template" and match_uri_template(uri, name) is not None:
+                return held
+        return None
 
     # ------------------------------------------------------------------ requests
 
