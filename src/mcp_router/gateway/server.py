@@ -32,7 +32,7 @@ from mcp_router.gateway.middleware import RoutingMiddleware
 from mcp_router.gateway.protocol import ProtocolRelay
 from mcp_router.gateway.provider import RouterProvider
 from mcp_router.gateway.status import register_status_routes
-from mcp_router.governance import Governance, GovernanceMiddleware
+from mcp_router.governance import Governance, GovernanceMiddleware, current_identity
 from mcp_router.logs import call_logger, config_secrets, set_secrets
 from mcp_router.reload import ConfigReloader
 from mcp_router.resilience.retry import RetryPolicy
@@ -205,7 +205,10 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
     sessions = SessionRegistry()
     metrics = RouterMetrics(manager)
     forwarder.observers.append(metrics.observe)
-    forwarder.observers.append(call_logger(settings.log_format))
+    groups_claim = settings.jwt_groups_claim
+    forwarder.observers.append(
+        call_logger(settings.log_format, lambda: current_identity(groups_claim).name)
+    )
     if telemetry.setup_tracing(settings):
         forwarder.observers.append(telemetry.record_span)
 

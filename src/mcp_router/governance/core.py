@@ -202,10 +202,13 @@ class Governance:
 
     def filter(self, items: Sequence[Any], name: Callable[[Any], str]) -> Sequence[Any]:
         """The items of a list the current identity may see."""
-        if not self.filtering:
+        if not self.filtering:  # refreshes the policy too
             return items
-        identity = self.identity()
-        return [item for item in items if self.visible(name(item), identity)]
+        held = self._quarantine
+        if self.policy is None:
+            return [item for item in items if name(item) not in held]
+        allows = self.policy.checker(self.identity())
+        return [item for item in items if (key := name(item)) not in held and allows(key)]
 
     def refusal(self, identity: Identity, method: str, name: str) -> str | None:
         """Why ``identity`` may not use ``name`` now, or None."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mcp_router.config.models import PoliciesConfig, PolicyRule
@@ -20,7 +21,10 @@ from mcp_router.governance.identity import Identity
 
 __all__ = ["Decision", "Policy"]
 
-_MEMO_LIMIT = 100_000  # decisions remembered (identity x name) before the memo is reset
+# Decisions are remembered per identity (a list asks the same names again and again); the
+# memo is reset past these bounds, so unknown names sent by a client cannot grow it forever.
+_MEMO_IDENTITIES = 1_000
+_MEMO_NAMES = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,18 +74,18 @@ def _first(globs: list[str], name: str) -> str:
 
 
 class Policy:
-    """A compiled ``policies:`` section; decisions are memoised per (identity, name)."""
+    """A compiled ``policies:`` section; decisions are memoised per identity and name."""
 
     def __init__(self, config: PoliciesConfig) -> None:
         self.config = config
         self._rules = [_Rule(i, rule) for i, rule in enumerate(config.rules)]
         self._default = Decision(config.default == "allow", "policies.default")
-        self._memo: dict[tuple[Identity, str], Decision] = {}
+        self._memo: dict[Identity, dict[str, Decision]] = {}
 
     def decide(self, identity: Identity, name: str) -> Decision:
         """Whether ``identity`` may see and use ``name``, and the rule that decided."""
-        key = (identity, name)
-        decision = self._memo.get(key)
+        memo = self._memo_for(identity)
+        decision = memo.get(name)
         if decision is not None:
             return decision
         decision = self._default
@@ -91,10 +95,28 @@ class Policy:
                 if found is not None:
                     decision = found
                     break
-        if len(self._memo) >= _MEMO_LIMIT:
-            self._memo.clear()
-        self._memo[key] = decision
+        if len(memo) >= _MEMO_NAMES:
+            memo.clear()
+        memo[name] = decision
         return decision
+
+    def _memo_for(self, identity: Identity) -> dict[str, Decision]:
+        memo = self._memo.get(identity)
+        if memo is None:
+            if len(self._memo) >= _MEMO_IDENTITIES:
+                self._memo.clear()
+            memo = self._memo[identity] = {}
+        return memo
+
+    def checker(self, identity: Identity) -> Callable[[str], bool]:
+        """``allows`` bound to one identity (a list checks thousands of names for one client)."""
+        memo = self._memo_for(identity)
+
+        def allows(name: str) -> bool:
+            decision = memo.get(name)
+            return (decision or self.decide(identity, name)).allowed
+
+        return allows
 
     def allows(self, identity: Identity, name: str) -> bool:
         """Shorthand for ``decide(identity, name).allowed``."""
