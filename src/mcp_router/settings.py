@@ -77,7 +77,7 @@ class RouterSettings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     max_request_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     # Front security. Bearer tokens come from the environment or a file, never from the YAML.
-    auth_tokens: str | None = None  # comma-separated
+    auth_tokens: str | None = None  # comma-separated; a "name=token" item names its client
     auth_token_file: str | None = None  # one token per line; blank lines and "#" comments skipped
     jwt_jwks_uri: str | None = None
     jwt_public_key: str | None = None  # PEM text, or a path to a PEM file (HS*: the secret)
