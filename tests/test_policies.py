@@ -265,13 +265,17 @@ async def test_static_token_carries_its_name_as_identity() -> None:
     assert "a-token" not in str(verifier.tokens)
 
 
+@pytest.mark.timeout(300)
 async def test_in_process_client_is_local_and_subscriptions_follow_policies() -> None:
     """Without HTTP (stdio, in memory) the client is ``local``; a denied resource is not
     listed and cannot be subscribed to, while the others can."""
     cmd = fastmcp_server("protocol", "stdio")
     config = RouterConfig.model_validate(
         {
-            "backends": [{"name": "proto", "command": cmd[0], "args": cmd[1:]}],
+            "backends": [
+                # generous: a loaded machine can take long to start a Python child
+                {"name": "proto", "command": cmd[0], "args": cmd[1:], "connect_timeout_seconds": 90}
+            ],
             "routing": {"pinning": "off"},
             "policies": {"rules": [{"identities": ["local"], "deny": ["proto://proto/watched"]}]},
         }
