@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,10 @@ import pytest
 from support import RouterProcess, fastmcp_server, free_port, run_router, spawn
 
 _counter = itertools.count()
+
+# Routers pin backend definitions in the user's state directory by default (MCP_PINS_FILE):
+# tests and the routers they start keep theirs in a temporary one instead.
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="mcp-router-state-")
 
 
 def _options(options: dict[str, str]) -> list[str]:

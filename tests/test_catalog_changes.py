@@ -41,23 +41,25 @@ async def test_a_changed_description_and_schema_reach_clients_under_the_same_nam
             Client(server, mode="legacy", message_handler=on_message) as watcher,
         ):
             before = {t.name: t for t in (await watcher.session.list_tools()).tools}
-            assert before["mut_target"].description == "Echo the text (version 1)."
+            assert before["mut_target"].description == "Echo the text back (version 1)."
             assert "count" not in before["mut_target"].input_schema["properties"]
 
-            result = await caller.session.call_tool("mut_mutate", {"version": 2})
+            result = await caller.session.call_tool(
+                "mut_mutate_tool",
+                {"description": "Echo it, counted (version 2).", "parameter": "count"},
+            )
             assert not result.is_error, result.content
 
             async def both_told() -> bool:
                 return notified.count(LIST_CHANGED) >= 2  # the caller and the other client
 
-            await wait_until_async(both_told, 15, "tools/list_changed at both clients")
+            await wait_until_async(both_told, 30, "tools/list_changed at both clients")
             after = {t.name: t for t in (await watcher.session.list_tools()).tools}
             target = after["mut_target"]
-            assert target.description == "Repeat the text count times (version 2)."
-            assert target.title == "Target v2"
+            assert target.description == "Echo it, counted (version 2)."
             assert "count" in target.input_schema["properties"]
-            called = await watcher.session.call_tool("mut_target", {"text": "ab", "count": 2})
-            assert called.structured_content == {"version": 2, "text": "abab"}
+            called = await watcher.session.call_tool("mut_target", {"text": "ab", "count": "2"})
+            assert called.content[0].text == "target v2: ab"  # the new definition answered
 
 
 async def test_a_burst_of_catalog_changes_becomes_one_notification_per_client(

@@ -62,6 +62,20 @@ def _router_parser() -> argparse.ArgumentParser:
         "schema", help="print the JSON Schema (draft 2020-12) of the YAML config"
     )
     schema.add_argument("-o", "--output", help="write the schema here instead of stdout")
+    pins = sub.add_parser(
+        "pins",
+        help="pinned tool/prompt/template definitions: list pending changes, approve them",
+        description="Backends' definitions are pinned the first time the router sees them "
+        "(MCP_PINS_FILE). A later change waits here for approval (routing.pinning).",
+    )
+    pins_sub = pins.add_subparsers(dest="pins_command", required=True)
+    pins_list = pins_sub.add_parser("list", help="show every pending change with a diff")
+    pins_list.add_argument("--config", dest="check_config", help="backends YAML/JSON")
+    pins_list.add_argument("--json", action="store_true", help="print as JSON")
+    pins_approve = pins_sub.add_parser("approve", help="accept pending definitions")
+    pins_approve.add_argument("--config", dest="check_config", help="backends YAML/JSON")
+    pins_approve.add_argument("names", nargs="*", help="exposed names (or backend:name)")
+    pins_approve.add_argument("--all", action="store_true", help="approve every pending change")
     return parser
 
 
@@ -93,6 +107,8 @@ def router_main(argv: Sequence[str] | None = None) -> None:
     configure_logging(settings.log_level, settings.log_format)
     if args.command == "check":
         raise SystemExit(anyio.run(_check, config, settings, args.json))
+    if args.command == "pins":
+        raise SystemExit(_pins(args, settings))
     with contextlib.suppress(KeyboardInterrupt):
         anyio.run(_serve, config, settings, backend_options=_loop_options())
 
@@ -177,6 +193,19 @@ async def _check(config: RouterConfig, settings: RouterSettings, as_json: bool) 
         print(f"\nerror: {len(down)} backend(s) not reachable: {', '.join(down)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _pins(args: argparse.Namespace, settings: RouterSettings) -> int:
+    from mcp_router.governance.commands import pins_approve, pins_list, pins_store
+
+    store = pins_store(settings)
+    try:
+        if args.pins_command == "list":
+            return pins_list(store, as_json=args.json)
+        return pins_approve(store, args.names, approve_all=args.all)
+    except (OSError, ValueError) as exc:
+        print(f"mcp-router pins: {exc}", file=sys.stderr)
+        return 1
 
 
 def _write_output(text: str, output: str | None) -> int:

@@ -83,9 +83,14 @@ class UnknownComponentError(RoutingError):
     """The exposed name or URI is not in the aggregated catalog (a client mistake)."""
 
 
+class AccessDeniedError(RoutingError):
+    """A policy (or a pinned definition awaiting approval) refuses this request; the message
+    names the rule, never another identity's."""
+
+
 def is_client_mistake(exc: BaseException) -> bool:
     """Whether an error is the client's doing (logged at INFO, without a traceback)."""
-    return isinstance(exc, UnknownComponentError)
+    return isinstance(exc, UnknownComponentError | AccessDeniedError)
 
 
 def to_error_data(exc: RouterError) -> types.ErrorData:

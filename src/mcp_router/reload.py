@@ -47,12 +47,18 @@ class ConfigDiff:
     changed: list[BackendConfig] = field(default_factory=list)
     routing_changed: bool = False
     order_changed: bool = False
+    policies_changed: bool = False  # governance reads the new policies from router.config
 
     @property
     def empty(self) -> bool:
         """Nothing to apply."""
         return not (
-            self.added or self.removed or self.changed or self.routing_changed or self.order_changed
+            self.added
+            or self.removed
+            or self.changed
+            or self.routing_changed
+            or self.order_changed
+            or self.policies_changed
         )
 
     def describe(self) -> str:
@@ -66,6 +72,8 @@ class ConfigDiff:
             parts.append("restarted " + ", ".join(b.name for b in self.changed))
         if self.routing_changed:
             parts.append("routing settings updated")
+        if self.policies_changed:
+            parts.append("policies updated")
         if self.order_changed and not parts:
             parts.append("backend order updated")
         return "; ".join(parts) or "no change"
@@ -86,6 +94,7 @@ def diff_configs(old: RouterConfig, new: RouterConfig) -> ConfigDiff:
             diff.changed.append(bc)
     diff.removed = [name for name in before if name not in after]
     diff.routing_changed = old.routing.model_dump() != new.routing.model_dump()
+    diff.policies_changed = old.policies != new.policies
     kept = [n for n in before if n in after]
     diff.order_changed = kept != [n for n in after if n in before]
     return diff

@@ -7,6 +7,7 @@ The optional override fields (``default_strategy`` ... ``health_check_timeout``)
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -17,7 +18,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mcp_router.config.errors import ConfigError, format_key_path
 
-__all__ = ["ENV_PREFIX", "JWT_ALGORITHMS", "LOG_LEVELS", "RouterSettings", "load_settings"]
+__all__ = [
+    "ENV_PREFIX",
+    "JWT_ALGORITHMS",
+    "LOG_LEVELS",
+    "RouterSettings",
+    "load_settings",
+    "named_tokens",
+    "split_token_item",
+]
 
 ENV_PREFIX = "MCP_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -68,7 +77,7 @@ class RouterSettings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     max_request_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     # Front security. Bearer tokens come from the environment or a file, never from the YAML.
-    auth_tokens: str | None = None  # comma-separated
+    auth_tokens: str | None = None  # comma-separated; a "name=token" item names its client
     auth_token_file: str | None = None  # one token per line; blank lines and "#" comments skipped
     jwt_jwks_uri: str | None = None
     jwt_public_key: str | None = None  # PEM text, or a path to a PEM file (HS*: the secret)
@@ -89,6 +98,11 @@ class RouterSettings(BaseSettings):
     state_key: str | None = Field(default=None, repr=False)
     watch_config: bool = True  # reload the config file when it changes (SIGHUP always works)
     config_poll_interval: float = Field(default=1.0, gt=0)
+    # Governance (who may use what; see mcp_router.governance): the audit trail, the pinned
+    # tool definitions, and which JWT claim holds a client's groups.
+    audit_log: str | None = None  # a file path (appended to), or "-" for stderr
+    pins_file: str | None = None  # default: $XDG_STATE_HOME/mcp-router/pins.json
+    jwt_groups_claim: str = "groups"
 
     # Overrides of the YAML config (None = not set; env wins over the file when set).
     default_strategy: Literal["path", "capability", "fallback"] | None = None
@@ -120,6 +134,8 @@ class RouterSettings(BaseSettings):
         # Set but holding no token would silently leave the endpoint open.
         if value is not None and not _split_list(value):
             raise ValueError("is set but holds no token (comma-separated bearer tokens)")
+        if value is not None:
+            named_tokens(_split_list(value))  # duplicate names are an error
         return value
 
     @field_validator("auth_token_file")
@@ -202,17 +218,47 @@ class RouterSettings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _check_token_names(self) -> RouterSettings:
+        if self.auth_token_file:
+            try:
+                _ = self.auth_token_items
+            except ValueError as exc:  # a name used in both MCP_AUTH_TOKENS and the file
+                raise ValidationError.from_exception_data(
+                    "RouterSettings",
+                    [
+                        InitErrorDetails(
+                            type=PydanticCustomError("value_error", str(exc)),
+                            loc=("auth_token_file",),
+                            input=None,
+                        )
+                    ],
+                ) from None
+        return self
+
     @property
     def auth_token_list(self) -> list[str]:
-        """Accepted static bearer tokens: ``MCP_AUTH_TOKENS`` plus ``MCP_AUTH_TOKEN_FILE``."""
-        tokens = _split_list(self.auth_tokens)
+        """Accepted static bearer tokens: ``MCP_AUTH_TOKENS`` plus ``MCP_AUTH_TOKEN_FILE``.
+
+        The token values only (``name=`` prefixes removed): what must never be logged.
+        """
+        return [token for _name, token in self.auth_token_items]
+
+    @property
+    def auth_token_items(self) -> list[tuple[str, str]]:
+        """``(identity name, token)`` for every accepted static token, in order.
+
+        Items are ``name=token`` or a bare token, which is named by its position
+        (``static-1``, ``static-2``, ...; ``MCP_AUTH_TOKENS`` first, then the token file).
+        """
+        items = _split_list(self.auth_tokens)
         if self.auth_token_file:
-            tokens += [
+            items += [
                 t
                 for t in read_token_file(Path(self.auth_token_file).expanduser())
-                if t not in tokens
+                if t not in items
             ]
-        return tokens
+        return named_tokens(items)
 
     @property
     def jwt_enabled(self) -> bool:
@@ -263,6 +309,36 @@ def read_token_file(path: Path) -> list[str]:
         if token and not token.startswith("#") and token not in tokens:
             tokens.append(token)
     return tokens
+
+
+_TOKEN_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.@-]{0,63}$")
+
+
+def split_token_item(item: str) -> tuple[str | None, str]:
+    """``"alice=s3cret"`` -> ``("alice", "s3cret")``; a bare token -> ``(None, token)``.
+
+    An item is named when the text before its first ``=`` is a valid name (a letter, then
+    letters, digits, ``_ . @ -``) and the rest is a token that does not itself start with
+    ``=``: so base64 padding (``abc==``) stays a bare token.
+    """
+    name, sep, token = item.partition("=")
+    if sep and token and not token.startswith("=") and _TOKEN_NAME_RE.match(name):
+        return name, token
+    return None, item
+
+
+def named_tokens(items: list[str]) -> list[tuple[str, str]]:
+    """Name every token item (see :func:`split_token_item`); a name used twice is an error."""
+    named: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for position, item in enumerate(items, start=1):
+        name, token = split_token_item(item)
+        name = name or f"static-{position}"
+        if name in seen:
+            raise ValueError(f"token name {name!r} is used twice (names must be unique)")
+        seen.add(name)
+        named.append((name, token))
+    return named
 
 
 def _cli_option(field_name: str) -> str:

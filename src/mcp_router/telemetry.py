@@ -121,8 +121,13 @@ def record_span(record: CallRecord) -> None:
 access_logger = logging.getLogger("mcp_router.access")
 
 
-def call_logger(fmt: str) -> Callable[[CallRecord], None]:
+def call_logger(
+    fmt: str, identity: Callable[[], str | None] | None = None
+) -> Callable[[CallRecord], None]:
     """A Forwarder observer writing one line per routed call on ``mcp_router.access``.
+
+    ``identity`` names who made the call (a token name or JWT subject, never the token); it
+    is asked only when a line is written.
 
     JSON logs are meant for a log pipeline, where one record per call is the point: INFO.
     Text logs are read by people at a terminal (or in a desktop client's log pane), where a
@@ -145,14 +150,18 @@ def call_logger(fmt: str) -> Callable[[CallRecord], None]:
         }
         if record.outcome not in ("success", "tool_error") and record.errors:
             fields["error"] = record.errors[-1]
+        who = identity() if identity is not None else None
+        if who is not None:
+            fields["identity"] = who
         access_logger.log(
             level,
-            "%s %s -> %s: %s in %.1f ms",
+            "%s %s -> %s: %s in %.1f ms%s",
             record.kind,
             record.exposed,
             record.backend or "-",
             record.outcome,
             duration,
+            f" by {who}" if who is not None else "",
             extra=fields,
         )
 

@@ -1,12 +1,14 @@
-"""A FastMCP test backend whose tool definitions change at run time.
+"""A FastMCP test backend whose tool definitions change at run time (a "rug pull").
 
-``python tests/servers/mutable.py --transport stdio|http --port N``
+``python tests/servers/mutable.py --transport stdio|http|sse --port N``
 
-Tools: ``target(text)`` (the tool whose definition changes) and ``mutate(version)``, which
-replaces ``target`` with a definition of another version — a new description, a new input
-schema (an added ``count`` parameter) and a new title — keeps its name, and sends
-``notifications/tools/list_changed`` to the calling session. ``target`` answers with the
-version it was called in, so a test can tell which definition served a call.
+- ``target(text)``: echoes ``text`` and says which definition version answered;
+- ``mutate_tool(description, parameter="mode", name="target")``: replaces tool ``name``'s
+  definition with ``description`` and an input schema that gains a required string
+  ``parameter`` (next version), then sends ``notifications/tools/list_changed`` to the
+  calling session (a router's backend session, when called through a router);
+- ``rename_tool(new_name, name="target")``: serves tool ``name`` under ``new_name`` instead;
+- ``sleep(seconds)``: answers after ``seconds`` (for timeouts); ``fail(reason)``: a tool error.
 """
 
 from __future__ import annotations
@@ -16,49 +18,90 @@ import logging
 import sys
 from typing import Any
 
+import anyio
 import mcp_types
 from fastmcp import Context, FastMCP
-from fastmcp.tools.base import Tool
+from fastmcp.exceptions import ToolError
+from fastmcp.tools.base import Tool, ToolResult
+
+V1_DESCRIPTION = "Echo the text back (version 1)."
+V1_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"text": {"type": "string", "description": "what to echo"}},
+    "required": ["text"],
+}
 
 
-def _target(version: int) -> Tool:
-    if version == 1:
+class EchoTool(Tool):
+    """An echo tool with a raw schema; ``revision`` tells which definition answered."""
 
-        def target(text: str) -> dict[str, Any]:
-            return {"version": 1, "text": text}
+    revision: int = 1
 
-        return Tool.from_function(target, description="Echo the text (version 1).")
-
-    def target_v(text: str, count: int = 1) -> dict[str, Any]:
-        return {"version": version, "text": text * count}
-
-    return Tool.from_function(
-        target_v,
-        name="target",
-        title=f"Target v{version}",
-        description=f"Repeat the text count times (version {version}).",
-    )
+    async def run(self, arguments: dict[str, Any]) -> ToolResult:
+        return ToolResult(content=f"{self.name} v{self.revision}: {arguments.get('text', '')}")
 
 
 def create_server() -> FastMCP:
-    """The server, with ``target`` at version 1."""
-    mcp = FastMCP("mutable")
-    mcp.add_tool(_target(1))
+    """The test server (see the module docstring)."""
+    mcp = FastMCP(name="mutable", version="1.0.0", dereference_schemas=False)
+    first = EchoTool(name="target", description=V1_DESCRIPTION, parameters=V1_SCHEMA)
+    mcp.add_tool(first)
+    current: dict[str, EchoTool] = {"target": first}  # what each served name is now
+
+    async def swap(ctx: Context, old: str, tool: EchoTool) -> None:
+        mcp.local_provider.remove_tool(old)
+        mcp.add_tool(tool)
+        current.pop(old, None)
+        current[tool.name] = tool
+        await ctx.send_notification(mcp_types.ToolListChangedNotification())
 
     @mcp.tool
-    async def mutate(version: int, ctx: Context) -> str:
-        """Swap ``target`` for the definition of ``version`` and announce the change."""
-        mcp.local_provider.remove_tool("target")
-        mcp.add_tool(_target(version))
-        await ctx.send_notification(mcp_types.ToolListChangedNotification())
-        return f"target is now version {version}"
+    async def mutate_tool(
+        description: str, ctx: Context, parameter: str = "mode", name: str = "target"
+    ) -> str:
+        """Change tool `name`'s description and input schema (adds `parameter`)."""
+        old = current[name]
+        schema = {
+            **old.parameters,
+            "properties": {**old.parameters["properties"], parameter: {"type": "string"}},
+            "required": [*old.parameters.get("required", []), parameter],
+        }
+        tool = EchoTool(
+            name=name, description=description, parameters=schema, revision=old.revision + 1
+        )
+        await swap(ctx, name, tool)
+        return f"{name} is now v{tool.revision}"
+
+    @mcp.tool
+    async def rename_tool(new_name: str, ctx: Context, name: str = "target") -> str:
+        """Serve tool `name` under `new_name` (same definition otherwise)."""
+        old = current[name]
+        tool = EchoTool(
+            name=new_name,
+            description=old.description,
+            parameters=old.parameters,
+            revision=old.revision,
+        )
+        await swap(ctx, name, tool)
+        return f"{name} is now {new_name}"
+
+    @mcp.tool
+    async def sleep(seconds: float) -> str:
+        """Answer after `seconds` seconds."""
+        await anyio.sleep(seconds)
+        return f"slept {seconds}"
+
+    @mcp.tool
+    def fail(reason: str) -> str:
+        """Always fails with a tool error (isError: true)."""
+        raise ToolError(f"failed: {len(reason)} characters of reason")
 
     return mcp
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--transport", choices=["stdio", "http"], default="stdio")
+    parser.add_argument("--transport", choices=["stdio", "http", "sse"], default="stdio")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
@@ -66,7 +109,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.transport == "stdio":
         server.run("stdio", show_banner=False)
     else:
-        server.run("http", show_banner=False, host="127.0.0.1", port=args.port, path="/mcp")
+        path = "/mcp" if args.transport == "http" else "/sse"
+        server.run(args.transport, show_banner=False, host="127.0.0.1", port=args.port, path=path)
 
 
 if __name__ == "__main__":

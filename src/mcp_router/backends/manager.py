@@ -163,6 +163,9 @@ class BackendManager:
             bc.name: self._new_backend(bc) for bc in config.backends if bc.enabled
         }
         self.index = AggregatedIndex()
+        # Sees every new index before it is served (governance pinning); returns the list
+        # kinds it changed for clients (e.g. a quarantined tool), to announce with the rest.
+        self.catalog_guard: Callable[[list[Backend], AggregatedIndex], set[str]] | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self.discovery_done = anyio.Event()
 
@@ -333,9 +336,12 @@ class BackendManager:
     async def rebuild(self) -> None:
         """Rebuild the aggregated index from every backend's current catalog."""
         old = self.index
-        self.index = build_index(list(self.backends.values()), self.separator, self.prefixing)
+        backends = list(self.backends.values())
+        index = build_index(backends, self.separator, self.prefixing)
+        guarded = self.catalog_guard(backends, index) if self.catalog_guard else set()
+        self.index = index
         old_sig, new_sig = old.signature(), self.index.signature()
-        changed = {kind for kind in new_sig if new_sig[kind] != old_sig[kind]}
+        changed = {kind for kind in new_sig if new_sig[kind] != old_sig[kind]} | guarded
         if changed:
             for listener in self._listeners:
                 try:

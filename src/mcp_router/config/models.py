@@ -31,6 +31,9 @@ __all__ = [
     "CircuitBreakerConfig",
     "HealthCheckConfig",
     "LoadBalancing",
+    "PinningMode",
+    "PoliciesConfig",
+    "PolicyRule",
     "RateLimitConfig",
     "RetryConfig",
     "RouteRule",
@@ -61,6 +64,8 @@ Transport = Literal["stdio", "http", "sse"]
 """The resolved backend transport (``streamable-http`` is normalised to ``http``)."""
 ToolDiscovery = Literal["all", "search"]
 """``all``: list every tool; ``search``: list pinned tools plus router_search_tools/call_tool."""
+PinningMode = Literal["off", "warn", "enforce"]
+"""What a changed tool/prompt/template definition does: nothing, a warning, or quarantine."""
 
 
 def _none_to_empty_list(value: Any) -> Any:
@@ -252,6 +257,8 @@ class BackendConfig(BaseModel):
     tools: Annotated[ToolShapingConfig, BeforeValidator(_none_to_empty_dict)] = Field(
         default_factory=ToolShapingConfig
     )
+    # Overrides routing.pinning for this backend's definitions (None: the router-wide mode).
+    pinning: PinningMode | None = None
 
     @field_validator("namespace")
     @classmethod
@@ -384,6 +391,12 @@ class RoutingConfig(BaseModel):
     pinned_tools: _StrList = Field(default_factory=list)
     # Page tools/resources/prompts lists with cursors, this many per page (None: one page).
     list_page_size: int | None = Field(default=None, ge=1)
+    # Pinned definitions (see mcp_router.governance.pins): what a backend changing a tool,
+    # prompt or template definition at run time does; per-backend ``pinning`` overrides it.
+    pinning: PinningMode = "warn"
+    # A definition never seen before: "allow" pins it and serves it at once; "approve" holds
+    # it (under enforce) until `mcp-router pins approve` like a changed one.
+    pinning_new: Literal["allow", "approve"] = "allow"
 
     @field_validator("namespace_separator")
     @classmethod
@@ -394,6 +407,56 @@ class RoutingConfig(BaseModel):
                 f"(exposed tool names allow nothing else), got {value!r}"
             )
         return value
+
+
+class PolicyRule(BaseModel):
+    """Who (``identities``) may use (``allow``) or not (``deny``) which names.
+
+    ``identities``: static-token names, JWT subjects, ``group:NAME`` or ``"*"`` (anyone).
+    ``allow`` / ``deny``: globs (``fnmatch``, case-sensitive) over exposed tool and prompt
+    names, resource URIs and resource URI templates. A rule decides for a name only when the
+    identity matches and the name matches one of its globs (``deny`` checked first); rules
+    are tried in order and the first that decides wins.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None  # shown in denial errors; default "policies.rules[N]"
+    identities: Annotated[list[_ScalarStr], Field(min_length=1)]
+    allow: _StrList = Field(default_factory=list)
+    deny: _StrList = Field(default_factory=list)
+
+    @field_validator("identities")
+    @classmethod
+    def _check_identities(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not item.strip() or item.strip() == "group:":
+                raise ValueError(f'identity {item!r} is empty (a name, group:NAME or "*")')
+        return value
+
+    @field_validator("allow", "deny")
+    @classmethod
+    def _check_globs(cls, value: list[str]) -> list[str]:
+        if any(not glob for glob in value):
+            raise ValueError("a glob must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _needs_globs(self) -> PolicyRule:
+        if not self.allow and not self.deny:
+            raise ValueError("a rule needs at least one 'allow' or 'deny' glob")
+        return self
+
+
+class PoliciesConfig(BaseModel):
+    """Per-identity access to the catalog: rules in order, then ``default``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    default: Literal["allow", "deny"] = "allow"
+    rules: Annotated[list[PolicyRule], BeforeValidator(_none_to_empty_list)] = Field(
+        default_factory=list
+    )
 
 
 class RouterConfig(BaseModel):
@@ -411,6 +474,8 @@ class RouterConfig(BaseModel):
     backends: Annotated[list[BackendConfig], BeforeValidator(_none_to_empty_list)] = Field(
         default_factory=list
     )
+    # Who may see and use which names (None: everyone may use everything).
+    policies: PoliciesConfig | None = None
 
     _source: str = PrivateAttr(default=DEFAULT_SOURCE)
     _expanded_env: dict[str, str] = PrivateAttr(default_factory=dict)

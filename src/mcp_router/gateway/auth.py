@@ -19,7 +19,7 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from fastmcp.server.middleware import Middleware, MiddlewareContext
 from fastmcp.server.middleware.rate_limiting import RateLimitError, TokenBucketRateLimiter
 
 from mcp_router.config.models import RouterConfig
+from mcp_router.governance.identity import STATIC_TOKEN_CLAIM
 from mcp_router.settings import RouterSettings
 
 logger = logging.getLogger("mcp_router.auth")
@@ -49,19 +50,21 @@ class StaticBearerVerifier(StaticTokenVerifier):
 
     The table holds SHA-256 digests only, so the plain tokens are not kept in memory, and a
     lookup's timing depends on the digest of what the client sent, not on the tokens. Each
-    token's client id is ``static-<first 8 hex of its digest>``: stable, and safe to log.
+    token carries an identity name (``alice`` for ``alice=...``; ``static-N`` for the N-th
+    bare token): the access token's ``client_id`` and ``sub`` claim, shown in logs and audit
+    lines instead of the token.
     """
 
-    def __init__(self, tokens: list[str]) -> None:
+    def __init__(self, tokens: Sequence[str | tuple[str, str]]) -> None:
         super().__init__(tokens={})
         self.set_tokens(tokens)
 
-    def set_tokens(self, tokens: list[str]) -> None:
-        """Replace the accepted tokens (token-file rotation)."""
+    def set_tokens(self, tokens: Sequence[str | tuple[str, str]]) -> None:
+        """Replace the accepted tokens (token-file rotation): bare tokens or (name, token)."""
         table: dict[str, dict[str, Any]] = {}
-        for token in tokens:
-            digest = _digest(token)
-            table[digest] = {"client_id": f"static-{digest[:8]}", "scopes": []}
+        for position, item in enumerate(tokens, start=1):
+            name, token = item if isinstance(item, tuple) else (f"static-{position}", item)
+            table[_digest(token)] = {"client_id": name, "scopes": []}
         self.tokens = table
 
     async def verify_token(self, token: str) -> AccessToken | None:
@@ -69,7 +72,14 @@ class StaticBearerVerifier(StaticTokenVerifier):
         data = self.tokens.get(_digest(token))
         if data is None:
             return None
-        return AccessToken(token=token, client_id=data["client_id"], scopes=[], claims={})
+        name = data["client_id"]
+        return AccessToken(
+            token=token,
+            client_id=name,
+            scopes=[],
+            subject=name,
+            claims={"sub": name, STATIC_TOKEN_CLAIM: name},
+        )
 
 
 class FrontAuth:
@@ -79,7 +89,7 @@ class FrontAuth:
         self.settings = settings
         self.static: StaticBearerVerifier | None = None
         self.jwt: JWTVerifier | None = None
-        tokens = settings.auth_token_list
+        tokens = settings.auth_token_items
         if tokens:
             self.static = StaticBearerVerifier(tokens)
         if settings.jwt_enabled:
@@ -115,8 +125,8 @@ class FrontAuth:
             return False
         self._token_file_stamp = stamp
         try:
-            tokens = self.settings.auth_token_list
-        except OSError as exc:
+            tokens = self.settings.auth_token_items
+        except (OSError, ValueError) as exc:
             logger.error("token file %s unreadable (%s): keeping the previous tokens", path, exc)
             return False
         if not tokens:

@@ -145,16 +145,21 @@ class ToolSearchIndex:
         self._avg = (sum(self._length) / n) if n else 0.0
         self._idf = {t: math.log(1 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
 
-    def search(self, query: str, limit: int = 10) -> list[SearchHit]:
+    def search(
+        self, query: str, limit: int = 10, visible: Callable[[str], bool] | None = None
+    ) -> list[SearchHit]:
         """The best ``limit`` tools for ``query``, best first; tools matching nothing are left out.
 
-        Ties are broken by catalog order, so results are deterministic.
+        Ties are broken by catalog order, so results are deterministic. ``visible`` (the
+        client's policies) leaves out tools the client may not see, before the limit.
         """
         terms = [t for t in dict.fromkeys(tokenize(query)) if t in self._idf]
         if not terms or limit <= 0:
             return []
         scored: list[tuple[float, int]] = []
         for i, tf in enumerate(self._tf):
+            if visible is not None and not visible(self.tools[i].exposed_name):
+                continue
             score = 0.0
             norm = _K1 * (1 - _B + _B * self._length[i] / self._avg) if self._avg else _K1
             for term in terms:
@@ -192,8 +197,16 @@ class _Searcher:
 _READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 
 
-def register_discovery_tools(server: FastMCP, manager: BackendManager, entry: CallEntry) -> None:
-    """Add ``router_search_tools`` and ``router_call_tool`` to the server."""
+def register_discovery_tools(
+    server: FastMCP,
+    manager: BackendManager,
+    entry: CallEntry,
+    visible: Callable[[str], bool] | None = None,
+) -> None:
+    """Add ``router_search_tools`` and ``router_call_tool`` to the server.
+
+    ``visible`` (governance) says whether the calling client may see a tool: search never
+    returns nor counts one it may not."""
     searcher = _Searcher(manager)
 
     @server.tool(name="router_search_tools", annotations=_READ_ONLY)
@@ -211,10 +224,13 @@ def register_discovery_tools(server: FastMCP, manager: BackendManager, entry: Ca
         and JSON input schema. Call a result with `router_call_tool(name, arguments)` (or
         directly by its name)."""
         index = searcher.current()
-        hits = index.search(query, limit)
+        hits = index.search(query, limit, visible)
+        total = len(index.tools)
+        if visible is not None:
+            total = sum(1 for t in index.tools if visible(t.exposed_name))
         return {
             "query": query,
-            "total_tools": len(index.tools),
+            "total_tools": total,
             "results": [
                 {
                     "name": hit.tool.exposed_name,

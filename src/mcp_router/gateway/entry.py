@@ -26,7 +26,13 @@ from fastmcp.server.context import Context
 from mcp.shared.exceptions import MCPError
 
 from mcp_router.call_context import FrontCall, current_call
-from mcp_router.errors import RoutingError, UnknownComponentError, to_error_data, to_tool_result
+from mcp_router.errors import (
+    RoutingError,
+    UnknownComponentError,
+    is_client_mistake,
+    to_error_data,
+    to_tool_result,
+)
 from mcp_router.gateway.rounds import InputRounds
 from mcp_router.routing.forwarder import Forwarder
 
@@ -150,7 +156,7 @@ class CallEntry:
 def _log_router_error(method: str, what: str, exc: RoutingError) -> None:
     # A client mistake (an unknown name) is not the router's problem: INFO, no traceback.
     # A backend that could not answer is already in the call log line; WARNING once here.
-    level = logging.INFO if isinstance(exc, UnknownComponentError) else logging.WARNING
+    level = logging.INFO if is_client_mistake(exc) else logging.WARNING
     logger.log(level, "%s %s: %s", method, what, exc)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import mcp_types as types
@@ -74,6 +75,8 @@ class ProtocolRelay:
         self.manager = manager
         self.engine = engine
         self.entry = entry
+        # (method, exposed name or URI) -> raises an MCPError when refused (governance)
+        self.check: Callable[[str, str], None] | None = None
         self._subs: dict[tuple[str, str], _Subscription] = {}
         self._backend_level: str | None = None  # most verbose level asked of the backends
 
@@ -130,6 +133,8 @@ class ProtocolRelay:
 
     async def _subscribe(self, ctx: Any, params: types.SubscribeRequestParams) -> types.EmptyResult:
         owners, original = self._owners(params.uri)
+        if self.check is not None:
+            self.check("resources/subscribe", params.uri)
         live = [
             b for b in owners if b.state is BackendState.CONNECTED and self._supports_subscribe(b)
         ]
@@ -245,6 +250,13 @@ class ProtocolRelay:
         argument: types.CompletionArgument,
         context: types.CompletionContext | None,
     ) -> types.Completion | None:
+        index = self.manager.index
+        if isinstance(ref, types.PromptReference):
+            what, known = ref.name, ref.name in index.prompts
+        else:
+            what, known = ref.uri, ref.uri in index.templates
+        if known and self.check is not None:
+            self.check("completion/complete", what)  # a refused name looks unknown
         return await self.entry.complete(_current_context(), ref, argument, context)
 
 

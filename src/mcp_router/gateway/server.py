@@ -36,6 +36,7 @@ from mcp_router.gateway.provider import RouterProvider
 from mcp_router.gateway.redaction import RedactErrors
 from mcp_router.gateway.rounds import InputRounds
 from mcp_router.gateway.status import register_status_routes
+from mcp_router.governance import Governance, GovernanceMiddleware, current_identity
 from mcp_router.reload import ConfigDiff, ConfigReloader
 from mcp_router.resilience.retry import RetryPolicy
 from mcp_router.routing.engine import RoutingEngine
@@ -128,6 +129,7 @@ class Router:
     front_auth: FrontAuth | None = None
     limiter: ClientRateLimiter | None = None
     reloader: ConfigReloader | None = None
+    governance: Governance | None = None
     ready: anyio.Event = field(default_factory=anyio.Event)
     _task: asyncio.Task[None] | None = None
     _stop: anyio.Event = field(default_factory=anyio.Event)
@@ -177,9 +179,13 @@ class Router:
 
                 health = HealthChecker(lambda: self.manager.backends.values())
                 tg.start_soon(health.run)
+                if self.governance is not None:  # pin approvals, policy reloads
+                    tg.start_soon(self.governance.run)
                 await self._stop.wait()
                 reload_scope.cancel()
                 health.stop()
+                if self.governance is not None:
+                    self.governance.stop()
                 await self.manager.stop()
         finally:
             self.ready.set()  # never leave a starter waiting, even if start-up failed
@@ -253,7 +259,10 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
     sessions = SessionRegistry()
     metrics = RouterMetrics(manager)
     forwarder.observers.append(metrics.observe)
-    forwarder.observers.append(telemetry.call_logger(settings.log_format))
+    groups_claim = settings.jwt_groups_claim
+    forwarder.observers.append(
+        telemetry.call_logger(settings.log_format, lambda: current_identity(groups_claim).name)
+    )
     if telemetry.setup_tracing(settings):
         forwarder.observers.append(telemetry.record_span)
 
@@ -296,12 +305,22 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
     )
     router = Router(config, settings, manager, engine, forwarder, server, sessions, metrics)
     router.front_auth, router.limiter = front_auth, limiter
+    # Governance (policies, audit, pinning): every hook is one callable; see governance/core.py.
+    governance = router.governance = Governance(
+        settings, lambda: router.config, registry=metrics.registry
+    )
+    forwarder.admission = governance.admit
+    forwarder.observers.append(governance.observe)
+    manager.catalog_guard = governance.guard_catalog
+    governance.notify = sessions.broadcast
+    server.add_middleware(GovernanceMiddleware(governance))
     register_management_tools(server, manager, forwarder)
     if search_mode:
-        register_discovery_tools(server, manager, entry)
+        register_discovery_tools(server, manager, entry, governance.visible)
     _register_http_routes(router)
     register_status_routes(router)
     relay = ProtocolRelay(manager, engine, entry)
+    relay.check = governance.check
     relay.attach(server)
     manager.add_message_listener(relay.on_backend_message)
     manager.add_backend_listener(relay.resubscribe)

@@ -44,6 +44,7 @@ class Router(Protocol):
     server: FastMCP
     ready: anyio.Event
     front_auth: Any
+    governance: Any  # governance.Governance, or None
 
 
 __all__ = ["CallStats", "register_status_routes", "status_html", "status_snapshot"]
@@ -144,6 +145,7 @@ def status_snapshot(router: Router, stats: CallStats, started_at: float) -> dict
         },
         "backends": backends,
         "unrouted_errors": stats.recent_errors(NO_BACKEND),
+        "governance": router.governance.status() if router.governance is not None else None,
     }
     return redact_data(snapshot)  # the config path, names, ...: the same rule for every field
 

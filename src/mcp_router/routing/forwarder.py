@@ -33,6 +33,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_router.backends.backend import Backend
 from mcp_router.backends.manager import BackendManager, ExposedTool
 from mcp_router.errors import (
+    AccessDeniedError,
     BackendError,
     BackendOverCapacityError,
     BackendTimeoutError,
@@ -64,6 +65,8 @@ class CallRecord:
 
 
 CallObserver = Callable[[CallRecord], None]
+# (kind, exposed name or URI, arguments) -> None to go on, or why the request is refused.
+Admission = Callable[[str, str, dict[str, Any] | None], str | None]
 
 
 class Forwarder:
@@ -74,6 +77,7 @@ class Forwarder:
         self.engine = engine
         self.retry = retry
         self.observers: list[CallObserver] = []
+        self.admission: Admission | None = None  # governance (mcp_router.governance)
         self.last_decisions: dict[str, list[str]] = {}  # exposed name -> backends tried, in order
         # exposed name -> the decision its last call was routed by (kept by reference: O(1))
         self.last_routing: dict[str, RoutingDecision] = {}
@@ -116,6 +120,7 @@ class Forwarder:
         meta: dict[str, Any] | None = None,
     ) -> types.CallToolResult:
         """Call an exposed tool on the best available backend."""
+        self._admit("tool", exposed, arguments)  # first: a refused call moves no balancer
         entry, decision = self.tool_decision(exposed)
         original = entry.original_name
         return await self._run(
@@ -130,6 +135,7 @@ class Forwarder:
 
     async def read_resource(self, exposed_uri: str) -> types.ReadResourceResult:
         """Read a resource (listed or a template instance) by its exposed URI."""
+        self._admit("resource", exposed_uri, None)
         resolved = self.manager.index.resolve_uri(exposed_uri)
         if resolved is None:
             raise UnknownComponentError(f"unknown resource '{exposed_uri}'")
@@ -148,6 +154,7 @@ class Forwarder:
         self, exposed: str, arguments: dict[str, str] | None
     ) -> types.GetPromptResult:
         """Render an exposed prompt on its backend."""
+        self._admit("prompt", exposed, arguments)
         entry = self.manager.index.prompts.get(exposed)
         if entry is None:
             raise UnknownComponentError(f"unknown prompt '{exposed}'")
@@ -202,6 +209,12 @@ class Forwarder:
             safe_to_retry=True,
         )
         return result.completion
+
+    def _admit(self, kind: str, exposed: str, arguments: dict[str, Any] | None) -> None:
+        if self.admission is not None:
+            refused = self.admission(kind, exposed, arguments)
+            if refused is not None:
+                raise AccessDeniedError(refused)
 
     # ------------------------------------------------------------------ the loop
 
