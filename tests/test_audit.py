@@ -15,8 +15,8 @@ import anyio
 import pytest
 import yaml
 
-from opsupport import bearer_client, run_router
-from support import fastmcp_server, free_port, spawn
+from opsupport import bearer_client
+from support import fastmcp_server, free_port, run_router, spawn
 
 ALICE, BOB = "tok-alice-audit-1a2b3c", "tok-bob-audit-4d5e6f"
 SECRETS = ("s3cr3t-text-value", "s3cr3t-reason-value", "s3cr3t-denied-value")

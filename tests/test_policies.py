@@ -27,8 +27,8 @@ from mcp_router.gateway.auth import StaticBearerVerifier
 from mcp_router.gateway.server import build_router
 from mcp_router.governance import Identity, Policy
 from mcp_router.settings import RouterSettings, load_settings, split_token_item
-from opsupport import bearer_client, run_router
-from support import fastmcp_server
+from opsupport import bearer_client
+from support import fastmcp_server, run_router
 
 ALICE, BOB = "tok-alice-5f4e3d", "tok-bob-9c8b7a"
 ISSUER, AUDIENCE = "https://issuer.test", "mcp-router"
