@@ -229,7 +229,10 @@ async def _check(
     else:
         _print_check(summary, manager)
     if problems:
-        print(f"\nerror: {len(problems)} backend(s) not reachable:", file=sys.stderr)
+        print(
+            f"\nerror: {len(problems)} backend(s) not reachable: {', '.join(problems)}",
+            file=sys.stderr,
+        )
         for name, reason in problems.items():
             print(f"  {name}: {reason}", file=sys.stderr)
         return 1
