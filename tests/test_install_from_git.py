@@ -20,13 +20,15 @@ pytestmark = [
     pytest.mark.timeout(300),
     pytest.mark.skipif(shutil.which("uvx") is None, reason="uvx (uv) is not on PATH"),
     pytest.mark.skipif(shutil.which("git") is None, reason="git is not on PATH"),
+    pytest.mark.skipif(not (ROOT / ".git").exists(), reason="not a git checkout"),
 ]
 
 
 def test_uvx_from_a_git_url_runs_mcp_router_check(tmp_path: Path) -> None:
     clone = tmp_path / "mcp-router"
     subprocess.run(
-        ["git", "clone", "-q", "--depth", "1", f"file://{ROOT}", str(clone)],
+        # Not --depth 1: uv cannot fetch from a shallow clone (it looks for origin/HEAD).
+        ["git", "clone", "-q", "--single-branch", "--no-tags", f"file://{ROOT}", str(clone)],
         check=True,
         timeout=60,
         capture_output=True,
