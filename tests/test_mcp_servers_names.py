@@ -18,7 +18,7 @@ from support import PYTHON, child_env, fastmcp_server
 
 pytestmark = [pytest.mark.timeout(120)]
 
-KEYS = ["my server", "github/issues", "ok-name", "my:server", " spaced ", "-", "ok-name "]
+KEYS = ["my server", "github/issues", "ok-name", "my:server", " spaced ", "-", "ok-name ", "server"]
 
 
 def test_invalid_keys_become_valid_distinct_backend_names() -> None:
@@ -29,8 +29,9 @@ def test_invalid_keys_become_valid_distinct_backend_names() -> None:
         "ok-name": "ok-name",
         "my:server": "my-server-2",
         " spaced ": "spaced",
-        "-": "server",
+        "-": "server-2",  # "server" is a valid key of its own: it keeps its name
         "ok-name ": "ok-name-2",
+        "server": "server",
     }
 
 

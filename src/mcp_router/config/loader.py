@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import os
 import re
 import sys
@@ -43,6 +44,8 @@ __all__ = [
     "resolve_config_path",
     "validation_problems",
 ]
+
+logger = logging.getLogger("mcp_router.config")
 
 DEFAULT_CONFIG_PATH = Path("config") / "backends.yaml"
 """Looked up relative to the current directory when no config path is given."""
@@ -223,13 +226,13 @@ def mcp_server_backend_names(keys: Sequence[str]) -> dict[str, str]:
     ``"my-server"``), a name that does not start with a letter or digit gets a ``server-``
     prefix, and a name taken already gets ``-2``, ``-3``...
     """
-    taken: set[str] = set()
+    taken = {raw for raw in keys if _BACKEND_NAME_RE.match(raw)}  # valid keys keep their name
     names: dict[str, str] = {}
     for raw in keys:
         if _BACKEND_NAME_RE.match(raw):
-            name = raw
-        else:
-            name = _NOT_BACKEND_NAME_CHARS.sub("-", raw).strip("-._")
+            names[raw] = raw
+            continue
+        name = _NOT_BACKEND_NAME_CHARS.sub("-", raw).strip("-._")
         if not name or not name[0].isalnum():
             name = "server" + (f"-{name}" if name else "")
         base, n = name, 2
@@ -459,6 +462,9 @@ def load_config(path: Path | str, *, environ: Mapping[str, str] | None = None) -
     if "mcpServers" in data:
         converted = mcp_servers_to_config(data, source=source)
         names = [str(key) for key in data["mcpServers"]]  # problems name the keys in the file
+        for key, backend in zip(names, converted["backends"], strict=True):
+            if backend["name"] != key:
+                logger.warning("%s: server %r runs as backend %r", source, key, backend["name"])
 
         def rename(loc: _Loc) -> _Loc:
             if (
