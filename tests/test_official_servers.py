@@ -23,7 +23,9 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +82,7 @@ CAPABILITIES_NOTE = (
     "the calling client), so server-everything shows it its capability-gated tools whatever the "
     "front client declares; any other difference is a bug."
 )
+PARALLEL = 3  # client runs gathered at the same time
 # The Inspector CLI runs one method per process, and over the stdio front each process starts
 # a router with all seven servers (~7 s of CPU): its stdio-front cells compare tools/list only.
 # Its calls are compared over the HTTP front, and over stdio in test_real_clients.py (demo_echo).
@@ -143,11 +146,21 @@ def direct_target(world: World, server: str, memory: Path) -> Target:
     return Target(command=server_command(world, server, memory), env=server_env(server, memory))
 
 
+# A loaded machine can take longer than the default 10 s to start a Python server: the
+# router then starts without it, and a stdio-front client would miss its tools.
+CONNECT_TIMEOUT = 90
+
+
 def backend(world: World, server: str, memory: Path) -> dict[str, Any]:
     if server == "everything-http":
         return {"name": server, "url": world.everything_url}
     command = server_command(world, server, memory)
-    entry: dict[str, Any] = {"name": server, "command": command[0], "args": command[1:]}
+    entry: dict[str, Any] = {
+        "name": server,
+        "command": command[0],
+        "args": command[1:],
+        "connect_timeout_seconds": CONNECT_TIMEOUT,
+    }
     if server_env(server, memory):
         entry["env"] = server_env(server, memory)
     return entry
@@ -293,9 +306,10 @@ def runner(client: str, world: World) -> Runner:
     reason = missing(INSPECTOR)
     if reason:
         pytest.skip(reason)
-    home = world.tmp / "inspector-home"
-    home.mkdir(exist_ok=True)
-    return lambda target, calls: inspector_cli(target, calls, home=home)
+    # A HOME of its own per run: runs go in parallel and the Inspector keeps a catalog there.
+    return lambda target, calls: inspector_cli(
+        target, calls, home=Path(tempfile.mkdtemp(dir=world.tmp, prefix="inspector-home-"))
+    )
 
 
 _routed: dict[tuple[str, str], dict[str, Any] | Exception] = {}
@@ -348,6 +362,24 @@ def direct_results(world: World, client: str, server: str) -> dict[str, Any]:
     return _cached(_direct, (client, server), get)
 
 
+_prefetched: set[str] = set()
+
+
+def prefetch(world: World, client: str) -> None:
+    """Gather all of a client's results at once, a few processes at a time (they spend most of
+    their time starting servers and waiting on each other, not computing)."""
+    if client in _prefetched:
+        return
+    _prefetched.add(client)
+    runner(client, world)  # skips here, once, when the client is not installed
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        jobs = [pool.submit(routed_results, world, client, front) for front in FRONTS]
+        jobs += [pool.submit(direct_results, world, client, server) for server in SERVERS]
+        for job in jobs:
+            with contextlib.suppress(AssertionError):  # kept in the cache; the cell reports it
+                job.result()
+
+
 def _text(result: dict[str, Any]) -> str:
     return "\n".join(c.get("text", "") for c in result.get("content", []))
 
@@ -358,6 +390,7 @@ def _text(result: dict[str, Any]) -> str:
 def test_matrix(world: World, client: str, front: str, server: str) -> None:
     """Through the router, ``client`` lists the server's tools verbatim (prefixed) and gets the
     same answer to its representative call as on a direct connection."""
+    prefetch(world, client)
     routed = routed_results(world, client, front)
     direct = direct_results(world, client, server)
 

@@ -81,7 +81,14 @@ def basic_config(module_tmp: Path) -> Path:
     stdio = fastmcp_server("basic", "stdio")
     return write_config(
         module_tmp / "backends.yaml",
-        [{"name": "basic", "command": stdio[0], "args": [*stdio[1:], "--name", "claude"]}],
+        [
+            {
+                "name": "basic",
+                "command": stdio[0],
+                "args": [*stdio[1:], "--name", "claude"],
+                "connect_timeout_seconds": 60,  # a loaded machine starts Python slowly
+            }
+        ],
     )
 
 
@@ -90,7 +97,14 @@ def demo_config(module_tmp: Path) -> Path:
     """A router config with the bundled demo server (``demo_echo``, ...)."""
     return write_config(
         module_tmp / "demo.yaml",
-        [{"name": "demo", "command": PYTHON, "args": ["-m", "mcp_router.template"]}],
+        [
+            {
+                "name": "demo",
+                "command": PYTHON,
+                "args": ["-m", "mcp_router.template"],
+                "connect_timeout_seconds": 60,
+            }
+        ],
     )
 
 
