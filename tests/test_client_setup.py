@@ -68,7 +68,14 @@ def config(module_tmp: Path) -> Path:
     stdio = fastmcp_server("basic", "stdio")
     return write_config(
         module_tmp / "backends.yaml",
-        [{"name": "basic", "command": stdio[0], "args": [*stdio[1:], "--name", "from-docs"]}],
+        [
+            {
+                "name": "basic",
+                "command": stdio[0],
+                "args": [*stdio[1:], "--name", "from-docs"],
+                "connect_timeout_seconds": 60,  # a loaded machine starts Python slowly
+            }
+        ],
     )
 
 

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,9 @@ from mcp_router.settings import RouterSettings, load_settings
 logger = logging.getLogger("mcp_router")
 
 EXIT_CONFIG = 2
+# `check` waits this long for a backend by default: a first `npx -y` start downloads the
+# package (often longer than the 10 s connect timeout that suits a running router).
+CHECK_TIMEOUT = 120.0
 
 
 def _router_parser() -> argparse.ArgumentParser:
@@ -43,6 +47,15 @@ def _router_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--config", dest="check_config", help="backends YAML/JSON")
     check.add_argument("--json", action="store_true", help="print the catalog as JSON")
+    check.add_argument(
+        "--timeout",
+        type=float,
+        default=CHECK_TIMEOUT,
+        metavar="SECONDS",
+        help=f"how long to wait for each backend to connect (default {CHECK_TIMEOUT:g}: enough "
+        "for a first `npx -y` / `uvx` start that downloads its package; a backend's longer "
+        "connect_timeout_seconds is kept)",
+    )
     imp = sub.add_parser(
         "import",
         help="convert a Claude Desktop / Claude Code / Cursor mcpServers JSON file to YAML",
@@ -106,7 +119,10 @@ def router_main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(EXIT_CONFIG) from None
     configure_logging(settings.log_level, settings.log_format)
     if args.command == "check":
-        raise SystemExit(anyio.run(_check, config, settings, args.json))
+        if args.timeout <= 0:
+            print("mcp-router check: --timeout must be more than 0 seconds", file=sys.stderr)
+            raise SystemExit(EXIT_CONFIG)
+        raise SystemExit(anyio.run(_check, config, settings, args.json, args.timeout))
     if args.command == "pins":
         raise SystemExit(_pins(args, settings))
     with contextlib.suppress(KeyboardInterrupt):
@@ -163,17 +179,61 @@ async def _serve_stdio(router: Any) -> None:
             tg.cancel_scope.cancel()
 
 
-async def _check(config: RouterConfig, settings: RouterSettings, as_json: bool) -> int:
+def _with_connect_timeout(config: RouterConfig, timeout: float) -> RouterConfig:
+    """The config with every backend's connect timeout raised to at least ``timeout``."""
+    backends = [
+        b.model_copy(update={"connect_timeout_seconds": max(b.connect_timeout_seconds, timeout)})
+        for b in config.backends
+    ]
+    raised = config.model_copy(update={"backends": backends})
+    raised.source = config.source
+    return raised
+
+
+def _down_reason(backend: Any, timeout: float) -> str:
+    """Why a backend is not connected, with what to do about it."""
+    why = backend.last_error
+    exit_code = backend.last_exit_code
+    if why is None:
+        why = f"no answer within {timeout:g}s"
+    if exit_code is not None and str(exit_code) not in why:
+        why += f" (exit code {exit_code})"
+    if exit_code is not None or "exited" in why or "killed" in why:
+        return f"{why}; run its command by hand to see why it stops (its stderr is logged above)"
+    if "within" in why or "timed out" in why.lower():
+        return (
+            f"{why}; a first `npx -y` / `uvx` start downloads the package: run "
+            f"`mcp-router check --timeout {max(2 * timeout, 300):g}`, and give the backend "
+            "`connect_timeout_seconds` long enough for the running router"
+        )
+    return why
+
+
+async def _check(
+    config: RouterConfig, settings: RouterSettings, as_json: bool, timeout: float = CHECK_TIMEOUT
+) -> int:
     from mcp_router.backends.manager import BackendManager
     from mcp_router.gateway.management import backend_summary
 
-    manager = BackendManager(config)
+    manager = BackendManager(_with_connect_timeout(config, timeout))
     secrets.install(manager, config, settings)  # the check's output and logs are redacted too
+    started = time.monotonic()
     async with anyio.create_task_group() as tg:
-        await manager.start(tg)
+        # A little over the connect timeout, so that a first attempt that times out has
+        # recorded why before the wait ends.
+        await manager.start(tg, startup_timeout=timeout + 2)
+        elapsed = time.monotonic() - started
+        problems = {
+            b.name: _down_reason(b, timeout)
+            for b in manager.backends.values()
+            if b.state.value != "connected"
+        }
         summary: dict[str, Any] = {
             "config": config.source,
+            "timeout_seconds": timeout,
+            "elapsed_seconds": round(elapsed, 2),
             "backends": [backend_summary(b) for b in manager.backends.values()],
+            "problems": problems,
             "tools": [
                 {"name": name, "group": t.namespace, "original": t.original_name}
                 for name, t in manager.index.tools.items()
@@ -184,13 +244,17 @@ async def _check(config: RouterConfig, settings: RouterSettings, as_json: bool) 
         }
         await manager.stop()
         tg.cancel_scope.cancel()
-    down = [b["name"] for b in summary["backends"] if b["state"] != "connected"]
     if as_json:
         print(json.dumps(summary, indent=2))
     else:
         _print_check(summary, manager)
-    if down:
-        print(f"\nerror: {len(down)} backend(s) not reachable: {', '.join(down)}", file=sys.stderr)
+    if problems:
+        print(
+            f"\nerror: {len(problems)} backend(s) not reachable: {', '.join(problems)}",
+            file=sys.stderr,
+        )
+        for name, reason in problems.items():
+            print(f"  {name}: {reason}", file=sys.stderr)
         return 1
     return 0
 
@@ -252,7 +316,8 @@ def _print_check(summary: dict[str, Any], manager: Any) -> None:
     print(f"config: {summary['config']}")
     print("backends:")
     for b in summary["backends"]:
-        status = "ok" if b["state"] == "connected" else f"DOWN ({b['last_error']})"
+        problem = summary["problems"].get(b["name"], "")
+        status = "ok" if not problem else f"DOWN ({problem.split('; ')[0]})"
         print(
             f"  {b['name']:<20} {b['transport']:<6} namespace={b['namespace']!r:<12} "
             f"tools={b['tools']:<4} resources={b['resources']:<4} prompts={b['prompts']:<4} "

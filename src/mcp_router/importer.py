@@ -32,15 +32,18 @@ import yaml
 from pydantic import ValidationError
 
 from mcp_router.config.errors import ConfigError
-from mcp_router.config.loader import expand_env, mcp_servers_to_config, validation_problems
-from mcp_router.config.models import BACKEND_NAME_PATTERN, RouterConfig
+from mcp_router.config.loader import (
+    expand_env,
+    mcp_server_backend_names,
+    mcp_servers_to_config,
+    validation_problems,
+)
+from mcp_router.config.models import RouterConfig
 from mcp_router.secrets import secret_header, secret_name
 
 __all__ = ["ImportResult", "convert_mcp_servers", "import_file", "looks_secret"]
 
 _VALID_REF_RE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\}")
-_NAME_RE = re.compile(BACKEND_NAME_PATTERN)
-_INVALID_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 _KNOWN_KEYS = frozenset(
     {"command", "args", "env", "cwd", "url", "headers", "type", "transport", "disabled", "enabled"}
 )
@@ -90,17 +93,6 @@ def _env_var_name(*parts: str) -> str:
     return name
 
 
-def _backend_name(raw: str, taken: set[str]) -> str:
-    name = raw if _NAME_RE.match(raw) else _INVALID_NAME_CHARS.sub("-", raw).strip("-._")
-    if not name or not name[0].isalnum():
-        name = "server" + (f"-{name}" if name else "")
-    base, n = name, 2
-    while name in taken:
-        name, n = f"{base}-{n}", n + 1
-    taken.add(name)
-    return name
-
-
 def _servers(data: Mapping[str, Any], source: str) -> Mapping[str, Any]:
     for key in ("mcpServers", "servers"):
         servers = data.get(key)
@@ -118,10 +110,9 @@ def convert_mcp_servers(
     servers = _servers(data, source)
     warnings: list[str] = []
     variables: list[str] = []
-    taken: set[str] = set()
-    renamed: dict[str, Any] = {}
+    names = mcp_server_backend_names([str(key) for key in servers])
     for raw_name, entry in servers.items():
-        name = _backend_name(str(raw_name), taken)
+        name = names[str(raw_name)]
         if name != raw_name:
             warnings.append(f"server {raw_name!r} is imported as backend {name!r}")
         if isinstance(entry, Mapping):
@@ -130,8 +121,7 @@ def convert_mcp_servers(
                 warnings.append(
                     f"{name}: client-specific keys not carried over: {', '.join(dropped)}"
                 )
-        renamed[name] = entry
-    converted = mcp_servers_to_config({"mcpServers": renamed}, source=source)
+    converted = mcp_servers_to_config({"mcpServers": servers}, source=source)
 
     backends: list[dict[str, Any]] = []
     for backend in converted["backends"]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import os
 import re
 import sys
@@ -21,7 +22,12 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from mcp_router.config.errors import ConfigError, format_key_path
-from mcp_router.config.models import DEFAULT_SOURCE, BackendConfig, RouterConfig
+from mcp_router.config.models import (
+    BACKEND_NAME_PATTERN,
+    DEFAULT_SOURCE,
+    BackendConfig,
+    RouterConfig,
+)
 
 if TYPE_CHECKING:
     from mcp_router.settings import RouterSettings
@@ -38,6 +44,8 @@ __all__ = [
     "resolve_config_path",
     "validation_problems",
 ]
+
+logger = logging.getLogger("mcp_router.config")
 
 DEFAULT_CONFIG_PATH = Path("config") / "backends.yaml"
 """Looked up relative to the current directory when no config path is given."""
@@ -226,6 +234,32 @@ _MCP_SERVER_TYPES: dict[str, str] = {
 }
 
 _MCP_SERVER_COPIED_KEYS = ("command", "args", "env", "cwd", "url", "headers")
+_BACKEND_NAME_RE = re.compile(BACKEND_NAME_PATTERN)
+_NOT_BACKEND_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def mcp_server_backend_names(keys: Sequence[str]) -> dict[str, str]:
+    """The backend name of each ``mcpServers`` key (same order): one rule for ``--config`` and
+    ``mcp-router import``. A valid name is kept; otherwise each run of characters a backend
+    name cannot hold (a space, ``/``, ``:``...) becomes ``-`` (``"my server"`` ->
+    ``"my-server"``), a name that does not start with a letter or digit gets a ``server-``
+    prefix, and a name taken already gets ``-2``, ``-3``...
+    """
+    taken = {raw for raw in keys if _BACKEND_NAME_RE.match(raw)}  # valid keys keep their name
+    names: dict[str, str] = {}
+    for raw in keys:
+        if _BACKEND_NAME_RE.match(raw):
+            names[raw] = raw
+            continue
+        name = _NOT_BACKEND_NAME_CHARS.sub("-", raw).strip("-._")
+        if not name or not name[0].isalnum():
+            name = "server" + (f"-{name}" if name else "")
+        base, n = name, 2
+        while name in taken:
+            name, n = f"{base}-{n}", n + 1
+        taken.add(name)
+        names[raw] = name
+    return names
 
 
 def mcp_servers_to_config(
@@ -233,7 +267,8 @@ def mcp_servers_to_config(
 ) -> dict[str, Any]:
     """Convert an ``{"mcpServers": {...}}`` document into router config data (unvalidated).
 
-    Each entry becomes a backend named after its key: ``command``/``args``/``env``/``cwd`` for
+    Each entry becomes a backend named after its key (made a valid backend name by
+    :func:`mcp_server_backend_names`): ``command``/``args``/``env``/``cwd`` for
     stdio servers, ``url``/``headers`` for remote ones; ``type``/``transport`` ``"sse"`` becomes
     transport ``sse``, ``"http"``/``"streamable-http"`` becomes ``http``; ``disabled: true``
     becomes ``enabled: false``. Client-specific keys (``autoApprove``, ...) are dropped. A
@@ -245,13 +280,14 @@ def mcp_servers_to_config(
         raise ConfigError(source, [("mcpServers", "must be a mapping of server name to server")])
     backends: list[dict[str, Any]] = []
     problems: list[tuple[str, str]] = []
+    backend_names = mcp_server_backend_names([str(key) for key in servers])
     for name, entry in servers.items():
         if not isinstance(entry, Mapping):
             problems.append(
                 (f"mcpServers.{name}", f"must be a mapping, got {type(entry).__name__}")
             )
             continue
-        backend: dict[str, Any] = {"name": str(name)}
+        backend: dict[str, Any] = {"name": backend_names[str(name)]}
         for key in _MCP_SERVER_COPIED_KEYS:
             if key in entry and entry[key] is not None:
                 backend[key] = entry[key]
@@ -445,7 +481,10 @@ def load_config(path: Path | str, *, environ: Mapping[str, str] | None = None) -
 
     if "mcpServers" in data:
         converted = mcp_servers_to_config(data, source=source)
-        names = [backend["name"] for backend in converted["backends"]]
+        names = [str(key) for key in data["mcpServers"]]  # problems name the keys in the file
+        for key, backend in zip(names, converted["backends"], strict=True):
+            if backend["name"] != key:
+                logger.warning("%s: server %r runs as backend %r", source, key, backend["name"])
 
         def rename(loc: _Loc) -> _Loc:
             if (
