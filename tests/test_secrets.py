@@ -22,7 +22,7 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from fastmcp.exceptions import ToolError
+from fastmcp.exceptions import ResourceError, ToolError
 from mcp.shared.exceptions import MCPError
 
 from mcp_router import secrets
@@ -320,6 +320,13 @@ def test_errors_to_clients_are_copied_redacted(installed: Any) -> None:
     assert isinstance(rpc, MCPError) and rpc.error.message == "boom ***"
     assert rpc.error.data == {"why": "***"}
     assert redacted_error(ToolError("nothing to hide")) is None
+
+    class Custom(ResourceError):
+        def __init__(self, uri: str, why: str) -> None:
+            super().__init__(f"{uri}: {why}")
+
+    custom = redacted_error(Custom("data://x", "err-secret-1"))
+    assert isinstance(custom, ResourceError) and str(custom) == "data://x: ***"
 
 
 def test_metric_labels_never_carry_a_secret(installed: Any) -> None:

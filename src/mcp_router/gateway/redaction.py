@@ -14,13 +14,21 @@ from __future__ import annotations
 from typing import Any
 
 import mcp_types as types
-from fastmcp.exceptions import FastMCPError, NotFoundError
+from fastmcp.exceptions import FastMCPError, NotFoundError, PromptError, ResourceError, ToolError
 from fastmcp.server.middleware import Middleware, MiddlewareContext
 from mcp.shared.exceptions import MCPError
 
 from mcp_router.secrets import redact, redact_data
 
 __all__ = ["RedactErrors", "redacted_error"]
+
+_KNOWN_BASES: tuple[type[Exception], ...] = (
+    ToolError,
+    ResourceError,
+    PromptError,
+    NotFoundError,
+    FastMCPError,
+)
 
 
 def redacted_error(exc: Exception) -> Exception | None:
@@ -36,7 +44,11 @@ def redacted_error(exc: Exception) -> Exception | None:
         shown = redact(text)
         if shown == text:
             return None
-        copy = type(exc)(shown)
+        try:
+            copy: Exception = type(exc)(shown)
+        except TypeError:  # a subclass with its own constructor: its nearest known base
+            base = next(b for b in _KNOWN_BASES if isinstance(exc, b))
+            copy = base(shown)
         if isinstance(exc, FastMCPError) and isinstance(copy, FastMCPError):
             copy.log_level = exc.log_level
         return copy
