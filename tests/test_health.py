@@ -367,6 +367,7 @@ async def test_killed_http_backend_is_opened_and_recovered_by_probes_alone() -> 
             await backend.stop()
 
 
+@pytest.mark.timeout(90)  # a router process: its start-up is slow on a busy machine
 async def test_a_restarted_backend_with_a_new_tool_is_rediscovered_and_serves_it(
     tmp_path: Path,
 ) -> None:
@@ -411,6 +412,7 @@ async def test_a_restarted_backend_with_a_new_tool_is_rediscovered_and_serves_it
         assert log.count("backend 'alpha' connected over http") == 2  # re-initialized once
 
 
+@pytest.mark.timeout(90)  # a router process: its start-up is slow on a busy machine
 def test_a_stdio_backends_stderr_is_in_the_router_log_under_its_name(tmp_path: Path) -> None:
     config = write_config(
         tmp_path / "stderr.yaml",

@@ -388,13 +388,16 @@ def create_server() -> FastMCP:
 def main(argv: list[str] | None = None) -> None:
     args = parser(__doc__, transports=("stdio", "http")).parse_args(argv)
     server = create_server()
-    app = server.http_app(
-        path="/mcp",
-        event_store=EventStore(),
-        retry_interval=500,
-        host_origin_protection=True,
+    serve(
+        server,
+        args,
+        app=lambda: server.http_app(
+            path="/mcp",
+            event_store=EventStore(),
+            retry_interval=500,
+            host_origin_protection=True,
+        ),
     )
-    serve(server, args, app=app)
 
 
 if __name__ == "__main__":

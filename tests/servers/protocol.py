@@ -164,7 +164,7 @@ def create_server() -> FastMCP:
 def main(argv: list[str] | None = None) -> None:
     args = parser(__doc__, transports=("stdio", "http")).parse_args(argv)
     server = create_server()
-    serve(server, args, app=server.http_app(path="/mcp"))
+    serve(server, args, app=lambda: server.http_app(path="/mcp"))
 
 
 if __name__ == "__main__":

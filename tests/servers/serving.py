@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import mcp_types
@@ -37,9 +37,16 @@ def parser(
     return cli
 
 
-def serve(server: FastMCP, args: argparse.Namespace, *, app: Any = None, **run: Any) -> None:
-    """Serve over stdio, or on 127.0.0.1: ``/mcp`` (http) or ``/sse`` (sse). ``app`` (an ASGI
-    app built from ``server``) is run by uvicorn instead; ``run`` goes to ``FastMCP.run``.
+def serve(
+    server: FastMCP,
+    args: argparse.Namespace,
+    *,
+    app: Callable[[], Any] | None = None,
+    **run: Any,
+) -> None:
+    """Serve over stdio, or on 127.0.0.1: ``/mcp`` (http) or ``/sse`` (sse). ``app`` builds an
+    ASGI app from ``server`` that uvicorn runs instead (only when serving HTTP: building it
+    costs start-up time a stdio child does not have to pay); ``run`` goes to ``FastMCP.run``.
     Logs go to stderr, warnings and worse."""
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
     if args.transport == "stdio":
@@ -47,7 +54,7 @@ def serve(server: FastMCP, args: argparse.Namespace, *, app: Any = None, **run: 
     elif app is not None:
         import uvicorn  # only the servers that bring their own ASGI app need it
 
-        uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+        uvicorn.run(app(), host="127.0.0.1", port=args.port, log_level="warning")
     else:
         path = "/mcp" if args.transport == "http" else "/sse"
         server.run(
