@@ -146,9 +146,10 @@ async def _serve_stdio(router: Any) -> None:
 
 async def _check(config: RouterConfig, settings: RouterSettings, as_json: bool) -> int:
     from mcp_router.backends.manager import BackendManager
+    from mcp_router.backends.transports import TransportLimits
     from mcp_router.gateway.management import backend_summary
 
-    manager = BackendManager(config)
+    manager = BackendManager(config, TransportLimits.from_settings(settings))
     async with anyio.create_task_group() as tg:
         await manager.start(tg)
         summary: dict[str, Any] = {
