@@ -9,6 +9,7 @@ send what no framework would. Tools (all take ``bytes``, an int):
 - ``stderr_flood(bytes)``: ``bytes`` on stderr with no newline, then a normal answer;
 - ``stderr_lines(count)``: ``count`` short stderr lines, then a normal answer;
 - ``environment()``: the process environment, as structured content;
+- ``pdeathsig()``: this process's parent-death signal (Linux ``PR_GET_PDEATHSIG``);
 - ``spawn_grandchild()``: starts a grandchild (``sleep``-like python loop that ignores
   SIGTERM and stdin) in the same process group and returns its pid.
 """
@@ -29,6 +30,7 @@ TOOLS = [
     "stderr_lines",
     "environment",
     "spawn_grandchild",
+    "pdeathsig",
 ]
 CHUNK = 1 << 20
 out = sys.stdout.buffer
@@ -91,6 +93,12 @@ def call(request_id: Any, name: str, args: dict[str, Any]) -> None:
             stderr=subprocess.DEVNULL,
         )
         send(text_result(request_id, str(child.pid), {"pid": child.pid, "me": os.getpid()}))
+    elif name == "pdeathsig":
+        import ctypes
+
+        signum = ctypes.c_int(0)
+        ctypes.CDLL(None).prctl(2, ctypes.byref(signum), 0, 0, 0)  # PR_GET_PDEATHSIG
+        send(text_result(request_id, str(signum.value), {"signal": signum.value}))
     else:
         send({"jsonrpc": "2.0", "id": request_id, "error": {"code": -32602, "message": name}})
 

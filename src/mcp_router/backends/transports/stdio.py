@@ -5,9 +5,11 @@ On POSIX the router runs the child itself rather than through the SDK, because i
 - the pid and a process group of the child's own (``start_new_session``): at shutdown the
   whole group is stopped, as the MCP spec orders it (close stdin, wait, SIGTERM the group,
   wait, SIGKILL), so grandchildren do not outlive the router; exit codes are reported;
-- on Linux, a parent-death signal (``PR_SET_PDEATHSIG`` = SIGKILL, set in the child between
-  fork and exec), so the child dies with the router even when the router is SIGKILLed and
-  cannot run its shutdown. See `_set_parent_death_signal` for what that does not cover;
+- when the router dies without a shutdown (SIGKILL, OOM killer): on Linux a parent-death
+  signal (``PR_SET_PDEATHSIG`` = SIGKILL, set in the child between fork and exec) kills the
+  child, and on POSIX a guard process (`_GroupGuard`) kills its whole process group, so
+  grandchildren go too. What can survive: processes that left the group (``setsid``,
+  daemons), and ones running as another user;
 - bounded reading (`framing.LineReader`): stdout is read in chunks and split in linear time;
   a message over ``MCP_MAX_MESSAGE_BYTES`` fails the request it answers (or, when its id
   cannot be read, restarts the session) and is never held in memory whole;
@@ -25,6 +27,7 @@ import fnmatch
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -155,16 +158,88 @@ def _set_parent_death_signal() -> None:
     in Python objects). This calls one already-resolved C function with constant small-int
     arguments: prctl(2) is a plain system call, async-signal-safe.
 
-    What it does not cover (documented in the README): the signal goes to the direct child
+    What it does not cover, and why `_GroupGuard` exists: the signal goes to the direct child
     only (it is cleared on fork, so grandchildren do not inherit it; a ``sh -c`` wrapper that
     execs its last command is fine, because exec keeps it); it fires when the *thread* that
     started the child exits (the router starts children from its event loop thread, which
     lives as long as the process); it is cleared when the child execs a set-uid binary.
-    Grandchildren of a SIGKILLed router therefore survive only if they ignore the EOF on
-    their inherited stdin and were not started in a group of their own (``setsid``).
     """
     if _PRCTL is not None:
         _PRCTL(_PR_SET_PDEATHSIG, _SIGKILL, 0, 0, 0)
+
+
+# The guard: one small ``sh`` per router process, in a session of its own, that holds the read
+# end of a pipe only the router can write to. The router registers each stdio child's process
+# group on it ("+ PGID", "- PGID" once the group is stopped). When the router dies in any way,
+# SIGKILL included, the pipe reaches EOF and the guard SIGKILLs every group still registered:
+# grandchildren that ignore SIGTERM and their stdin go too, which PR_SET_PDEATHSIG alone (the
+# direct child only) cannot promise. Only processes that left the group (setsid, daemons) or
+# run as another user escape.
+_GUARD_SCRIPT = """
+groups=""
+while read -r op pgid; do
+  case "$op" in
+    +) groups="$groups $pgid" ;;
+    -) kept=""; for g in $groups; do [ "$g" = "$pgid" ] || kept="$kept $g"; done; groups=$kept ;;
+  esac
+done
+for g in $groups; do kill -9 -"$g" 2>/dev/null; done
+"""
+
+
+class _GroupGuard:
+    """Kills the registered process groups when this process dies (see `_GUARD_SCRIPT`)."""
+
+    def __init__(self) -> None:
+        self._fd: int | None = None
+        self._failed = False
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def _start(self) -> int | None:
+        if self._fd is not None or self._failed:
+            return self._fd
+        read_fd, write_fd = os.pipe()
+        try:
+            self._process = subprocess.Popen(
+                ["/bin/sh", "-c", _GUARD_SCRIPT],
+                stdin=read_fd,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # the router's terminal signals are not for it
+                env={"PATH": "/usr/bin:/bin"},
+            )
+        except OSError as exc:
+            logger.warning("no process-group guard (%s): children rely on PDEATHSIG", exc)
+            self._failed = True
+            os.close(write_fd)
+            return None
+        finally:
+            os.close(read_fd)
+        self._fd = write_fd  # not inheritable (PEP 446): only the router holds it
+        return write_fd
+
+    def _send(self, line: str) -> None:
+        with self._lock:
+            fd = self._start()
+            if fd is None:
+                return
+            try:
+                os.write(fd, line.encode())
+            except OSError as exc:
+                logger.warning("process-group guard gone (%s): children rely on PDEATHSIG", exc)
+                self._failed = True
+
+    def watch(self, pgid: int) -> None:
+        """Kill group ``pgid`` if the router dies before `release`."""
+        self._send(f"+ {pgid}\n")
+
+    def release(self, pgid: int) -> None:
+        """Group ``pgid`` was stopped: forget it (its id may be reused)."""
+        self._send(f"- {pgid}\n")
+
+
+_GUARD = _GroupGuard()
 
 
 def _forward_stderr(fd: int, backend: str, limits: TransportLimits) -> None:
@@ -266,6 +341,7 @@ class StdioTransport(BackendTransport):
             os.close(err_write)
             raise
         os.close(err_write)  # the child holds its copy; the reader thread sees EOF when it is gone
+        _GUARD.watch(process.pid)
         _start_stderr_thread(err_read, config.name, limits)
         logger.info("backend '%s': started %s (pid %d)", config.name, config.command, process.pid)
 
@@ -312,6 +388,7 @@ class StdioTransport(BackendTransport):
                     write_stream.close()
                     read_stream.close()
                     await _stop_process_group(process, config.name)
+                    _GUARD.release(process.pid)
                 tg.cancel_scope.cancel()
 
     async def _deliver_oversized(
