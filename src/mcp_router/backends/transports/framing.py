@@ -158,16 +158,9 @@ class StderrLines:
         self._emit(text)
 
 
-def _last_boundary(buffer: bytearray, start: int) -> int:
-    """End index of the last blank line (event boundary) at or after ``start``; 0 if none."""
-    lf = buffer.rfind(b"\n\n", start)
-    crlf = buffer.rfind(b"\r\n\r\n", start)
-    return max(lf + 2 if lf >= 0 else 0, crlf + 4 if crlf >= 0 else 0)
-
-
-def _first_boundary(buffer: bytearray) -> int:
-    """End index of the first blank line (event boundary); 0 if none."""
-    ends = [at + len(sep) for sep in (b"\n\n", b"\r\n\r\n") if (at := buffer.find(sep)) >= 0]
+def _first_boundary(buffer: bytearray, start: int) -> int:
+    """End index of the first blank line (event boundary) at or after ``start``; 0 if none."""
+    ends = [at + len(sep) for sep in (b"\n\n", b"\r\n\r\n") if (at := buffer.find(sep, start)) >= 0]
     return min(ends) if ends else 0
 
 
@@ -190,8 +183,8 @@ class LimitedEventStream(httpx2.AsyncByteStream):
 
     It is replaced by an error event for the request whose id it carries (read from its first
     bytes), else for ``fallback_id`` (the request a POST's stream answers). With neither (an
-    oversized notification or server request on a GET stream) it is dropped, and
-    ``on_unanswerable`` says whether the session survives that.
+    oversized notification or server request on a GET stream) it is dropped and
+    ``on_dropped`` gets its envelope (to decide whether the session survives that).
     """
 
     def __init__(
@@ -216,30 +209,41 @@ class LimitedEventStream(httpx2.AsyncByteStream):
         async for chunk in self._inner:
             buffer += chunk
             if skipping:
-                first = _first_boundary(buffer)
+                first = _first_boundary(buffer, 0)
                 if not first:
                     del buffer[:-3]  # keep only what a boundary split across chunks needs
                     continue
                 del buffer[:first]  # the oversized event ended: what follows is new
                 skipping, scanned = False, 0
-            end = _last_boundary(buffer, max(0, scanned - 3))
-            if end:
-                yield bytes(buffer[:end])
-                del buffer[:end]
+            pieces: list[bytes] = []
+            start, search = 0, max(0, scanned - 3)
+            while end := _first_boundary(buffer, search):
+                if end - start > self._limit:
+                    pieces += self._replace(bytes(buffer[start : start + ENVELOPE_PREFIX]))
+                else:
+                    pieces.append(bytes(buffer[start:end]))
+                start = search = end
+            del buffer[:start]
             scanned = len(buffer)
             if len(buffer) > self._limit:
-                envelope = _event_envelope(bytes(buffer[:ENVELOPE_PREFIX]))
+                pieces += self._replace(bytes(buffer[:ENVELOPE_PREFIX]))
                 del buffer[:-3]
                 skipping = True
-                target = envelope.id if envelope.is_response else None
-                if target is None and envelope.method is None:
-                    target = self._fallback_id
-                if target is not None:
-                    yield error_event(target, self._make_error())
-                else:
-                    self._on_dropped(envelope)
+            if pieces:
+                yield b"".join(pieces)
         if buffer and not skipping:
             yield bytes(buffer)
+
+    def _replace(self, head: bytes) -> list[bytes]:
+        """What an oversized event (``head``: its first bytes) is replaced with."""
+        envelope = _event_envelope(head)
+        target = envelope.id if envelope.is_response else None
+        if target is None and envelope.method is None:
+            target = self._fallback_id
+        if target is not None:
+            return [error_event(target, self._make_error())]
+        self._on_dropped(envelope)
+        return []
 
     async def aclose(self) -> None:
         await self._inner.aclose()
