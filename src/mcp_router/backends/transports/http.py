@@ -240,7 +240,7 @@ class BackendHTTPClient(httpx2.AsyncClient):
                     what,
                     _BACKGROUND_POST_SECONDS,
                 )
-        except httpx2.HTTPError as exc:
+        except Exception as exc:  # a courtesy: its failure must not end the session
             logger.info("backend '%s': %s failed: %s", self.backend, what, _exc_text(exc))
         finally:
             self._pending_posts -= 1
