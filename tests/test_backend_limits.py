@@ -223,17 +223,22 @@ async def test_stderr_floods_are_cut_and_rate_limited_with_memory_bounded(
 
 @pytest.fixture(scope="module")
 def http_router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    """Two bulky.py backends (answers as SSE events, as JSON bodies) and a raw one."""
+    """bulky.py over streamable HTTP (SSE events, JSON bodies) and legacy SSE; a raw one."""
     tmp = tmp_path_factory.mktemp("http-limits")
-    ports = {"web": free_port(), "webjson": free_port()}
+    ports = {"web": free_port(), "webjson": free_port(), "websse": free_port()}
     backends = [
-        {"name": name, "url": f"http://127.0.0.1:{port}/mcp", "health_check": {"enabled": False}}
+        {
+            "name": name,
+            "url": f"http://127.0.0.1:{port}/{'sse' if name == 'websse' else 'mcp'}",
+            "health_check": {"enabled": False},
+        }
         for name, port in ports.items()
     ]
     with contextlib.ExitStack() as stack:
         for name, port in ports.items():
-            cmd = [PYTHON, str(SERVERS / "bulky.py"), "--transport", "http", "--port", str(port)]
-            cmd += ["--json-response"] if name == "webjson" else []
+            transport = "sse" if name == "websse" else "http"
+            cmd = [PYTHON, str(SERVERS / "bulky.py"), "--transport", transport]
+            cmd += ["--port", str(port)] + (["--json-response"] if name == "webjson" else [])
             stack.enter_context(spawn(cmd, ready_url=f"http://127.0.0.1:{port}/healthz"))
         env = {"MCP_MAX_MESSAGE_BYTES": str(LIMIT)}
         with router(tmp, [*backends, raw_backend("other")], **env) as (url, pid):
@@ -278,3 +283,14 @@ def test_router_without_limits_env_uses_the_documented_default() -> None:
         check=True,
     )
     assert int(proc.stdout) == 16 * MB == RouterSettings.model_fields["max_message_bytes"].default
+
+
+async def test_a_legacy_sse_event_over_the_sdk_cap_fails_that_call_and_the_session_lives(
+    http_router: tuple[str, int],
+) -> None:
+    url, pid = http_router
+    async with Client(streamable_http_client(url, max_sse_event_size=None), mode="legacy") as c:
+        ok, text, seconds, latencies, _ = await attack(c, pid, "websse_big", size=2 * MB)
+        assert not ok and "'websse'" in text and "1 MiB" in text, text
+        assert seconds < FAST_FAIL_SECONDS and p95(latencies) < OTHER_P95_MS, latencies
+        assert await text_of(c, "websse_echo", text="alive") == (True, "alive")

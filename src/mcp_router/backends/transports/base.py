@@ -162,33 +162,11 @@ def _skip_ws(text: str, i: int) -> int:
 
 def _skip_value(text: str, i: int) -> int | None:
     """Index after the JSON value at ``i``; None when it does not end within ``text``."""
-    if i >= len(text):
+    try:
+        _, end = _DECODER.raw_decode(text, i)
+    except ValueError:
         return None
-    if text[i] not in "{[":
-        try:
-            _, end = _DECODER.raw_decode(text, i)
-        except ValueError:
-            return None
-        return end
-    depth, in_string, escape = 0, False, False
-    for j in range(i, len(text)):
-        c = text[j]
-        if in_string:
-            if escape:
-                escape = False
-            elif c == "\\":
-                escape = True
-            elif c == '"':
-                in_string = False
-        elif c == '"':
-            in_string = True
-        elif c in "{[":
-            depth += 1
-        elif c in "}]":
-            depth -= 1
-            if depth == 0:
-                return j + 1
-    return None
+    return int(end)
 
 
 def read_envelope(prefix: bytes) -> Envelope:
@@ -232,6 +210,9 @@ def read_envelope(prefix: bytes) -> Envelope:
                 request_id = value
             else:
                 method = value
+            if request_id is not None and method is not None:
+                complete = False  # a request: nothing more is needed (params may be large)
+                break
         i = _skip_ws(text, end)
         if i < len(text) and text[i] == ",":
             i += 1
