@@ -208,61 +208,60 @@ class Backend:
     ) -> None:
         """Supervise the connection until `stop()`: connect, serve, reconnect."""
         task_status.started()
+        delay = _RECONNECT_INITIAL
         try:
-            async with create_transport(self.config, self.limits) as transport:
-                self._transport = transport
-                await self._supervise()
+            # The transport holds what outlives a session (an HTTP transport's pooled client).
+            async with (
+                create_transport(self.config, self.limits) as self._transport,
+                anyio.create_task_group() as tg,
+            ):
+                self._tg = tg
+                while not self._stopping:
+                    published_before = self.connect_count
+                    self._exit_note = None
+                    self._reconnect_now = False
+                    try:
+                        await self._connect_and_serve()
+                    except Exception as exc:  # any transport or handshake failure: log and retry
+                        self._failed_attempts += 1
+                        why = _describe(exc)
+                        if self._exit_note and self._exit_note not in why:
+                            why = f"{self._exit_note} ({why})"  # the child's exit is the cause
+                        self.last_error = why
+                        logger.warning(
+                            "backend '%s' (%s) connection failed: %s",
+                            self.name,
+                            self.transport,
+                            self.last_error,
+                        )
+                    if self._stopping:
+                        break
+                    lived = (
+                        time.time() - self.connected_at
+                        if self.connect_count > published_before and self.connected_at
+                        else 0.0
+                    )
+                    if lived >= _STABLE_SESSION_SECONDS or self._reconnect_now:
+                        # A session that worked was lost (restart, crash), or the server said
+                        # it restarted (it forgot the session): reconnect at once.
+                        delay = _RECONNECT_INITIAL
+                        self.state = BackendState.RECONNECTING
+                        logger.info("backend '%s': reconnecting now", self.name)
+                        continue
+                    wait = min(delay, _RECONNECT_MAX) * random.uniform(0.8, 1.2)
+                    self.state = BackendState.RECONNECTING
+                    self._next_attempt_at = time.time() + wait
+                    self._signal_attempt_done()
+                    logger.info("backend '%s': next connection attempt in %.1fs", self.name, wait)
+                    await anyio.sleep(wait)
+                    self._next_attempt_at = None
+                    delay = min(delay * 2, _RECONNECT_MAX)
+                tg.cancel_scope.cancel()
         finally:
             self.state = BackendState.STOPPED
             self._tg = None
             self._transport = None
             self._signal_attempt_done()
-
-    async def _supervise(self) -> None:
-        delay = _RECONNECT_INITIAL
-        async with anyio.create_task_group() as tg:
-            self._tg = tg
-            while not self._stopping:
-                published_before = self.connect_count
-                self._exit_note = None
-                self._reconnect_now = False
-                try:
-                    await self._connect_and_serve()
-                except Exception as exc:  # any transport or handshake failure: log and retry
-                    self._failed_attempts += 1
-                    why = _describe(exc)
-                    if self._exit_note and self._exit_note not in why:
-                        why = f"{self._exit_note} ({why})"  # the child's exit is the cause
-                    self.last_error = why
-                    logger.warning(
-                        "backend '%s' (%s) connection failed: %s",
-                        self.name,
-                        self.transport,
-                        self.last_error,
-                    )
-                if self._stopping:
-                    break
-                lived = (
-                    time.time() - self.connected_at
-                    if self.connect_count > published_before and self.connected_at
-                    else 0.0
-                )
-                if lived >= _STABLE_SESSION_SECONDS or self._reconnect_now:
-                    # A session that worked was lost (restart, crash), or the server said
-                    # it restarted (it forgot the session): reconnect at once.
-                    delay = _RECONNECT_INITIAL
-                    self.state = BackendState.RECONNECTING
-                    logger.info("backend '%s': reconnecting now", self.name)
-                    continue
-                wait = min(delay, _RECONNECT_MAX) * random.uniform(0.8, 1.2)
-                self.state = BackendState.RECONNECTING
-                self._next_attempt_at = time.time() + wait
-                self._signal_attempt_done()
-                logger.info("backend '%s': next connection attempt in %.1fs", self.name, wait)
-                await anyio.sleep(wait)
-                self._next_attempt_at = None
-                delay = min(delay * 2, _RECONNECT_MAX)
-            tg.cancel_scope.cancel()
 
     async def _connect_and_serve(self) -> None:
         self._lost = anyio.Event()
