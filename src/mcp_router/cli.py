@@ -213,9 +213,12 @@ async def _check(
     config: RouterConfig, settings: RouterSettings, as_json: bool, timeout: float = CHECK_TIMEOUT
 ) -> int:
     from mcp_router.backends.manager import BackendManager
+    from mcp_router.backends.transports import TransportLimits
     from mcp_router.gateway.management import backend_summary
 
-    manager = BackendManager(_with_connect_timeout(config, timeout))
+    manager = BackendManager(
+        _with_connect_timeout(config, timeout), TransportLimits.from_settings(settings)
+    )
     secrets.install(manager, config, settings)  # the check's output and logs are redacted too
     started = time.monotonic()
     async with anyio.create_task_group() as tg:

@@ -96,6 +96,15 @@ class RouterSettings(BaseSettings):
     # via the SDK's RequestStateBoundary). Unset: a key generated per process, so a state is
     # valid only on the replica that issued it; a replica set shares one key.
     state_key: str | None = Field(default=None, repr=False)
+    # What a backend may send (backends/transports): one JSON-RPC message at most
+    # max_message_bytes (every transport; 16 MiB holds a 10 MiB image base64-encoded with
+    # room to spare, while one message at the limit costs the router ~5x it in memory while it
+    # parses), stdio stderr lines cut at backend_stderr_line_bytes and logged at most
+    # backend_stderr_lines_per_second per backend (bursts of backend_stderr_burst).
+    max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    backend_stderr_line_bytes: int = Field(default=8 * 1024, ge=80)
+    backend_stderr_lines_per_second: float = Field(default=50.0, gt=0)
+    backend_stderr_burst: int = Field(default=200, ge=1)
     watch_config: bool = True  # reload the config file when it changes (SIGHUP always works)
     config_poll_interval: float = Field(default=1.0, gt=0)
     # Governance (who may use what; see mcp_router.governance): the audit trail, the pinned

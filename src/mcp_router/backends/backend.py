@@ -45,10 +45,12 @@ from mcp_router.backends.catalog import BackendCatalog, discover, refresh
 from mcp_router.backends.transports import (
     CONNECTION_LOST,
     INVALID_RESPONSE,
+    MESSAGE_TOO_LARGE,
     NOT_REACHED,
     SESSION_EXPIRED,
-    make_http_client,
-    open_transport,
+    BackendTransport,
+    TransportLimits,
+    create_transport,
     router_error_kind,
 )
 from mcp_router.call_context import CallRegistry, FrontCall, current_call
@@ -71,6 +73,9 @@ _RECONNECT_INITIAL = 0.5
 _RECONNECT_MAX = 30.0
 # A session that lived at least this long and then ended is reconnected without delay.
 _STABLE_SESSION_SECONDS = 1.0
+# A request's whole attempt is bounded by its timeout plus this: the SDK's clock starts only
+# once the request is written, and a backend that stopped reading never lets the write end.
+_DEADLINE_GRACE = 0.5
 _LIST_CHANGED = {
     "notifications/tools/list_changed": "tools",
     "notifications/resources/list_changed": "resources",
@@ -120,8 +125,10 @@ class Backend:
         request_timeout: float,
         on_catalog_change: CatalogListener | None = None,
         on_notification: NotificationListener | None = None,
+        limits: TransportLimits | None = None,
     ) -> None:
         self.config = config
+        self.limits = limits or TransportLimits()
         self.name = config.name
         self.namespace = config.effective_namespace
         self.priority = config.priority
@@ -165,7 +172,7 @@ class Backend:
         self._stopping = False
         self._next_attempt_at: float | None = None
         self._tg: anyio.abc.TaskGroup | None = None
-        self._http_client: httpx2.AsyncClient | None = None
+        self._transport: BackendTransport | None = None
 
     # ------------------------------------------------------------------ routing view
 
@@ -199,12 +206,14 @@ class Backend:
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Supervise the connection until `stop()`: connect, serve, reconnect."""
-        if self.transport == "http":
-            self._http_client = make_http_client(self.config)
         task_status.started()
         delay = _RECONNECT_INITIAL
         try:
-            async with anyio.create_task_group() as tg:
+            # The transport holds what outlives a session (an HTTP transport's pooled client).
+            async with (
+                create_transport(self.config, self.limits) as self._transport,
+                anyio.create_task_group() as tg,
+            ):
                 self._tg = tg
                 while not self._stopping:
                     published_before = self.connect_count
@@ -250,10 +259,8 @@ class Backend:
         finally:
             self.state = BackendState.STOPPED
             self._tg = None
+            self._transport = None
             self._signal_attempt_done()
-            if self._http_client is not None:
-                with anyio.CancelScope(shield=True):
-                    await self._http_client.aclose()
 
     async def _connect_and_serve(self) -> None:
         self._lost = anyio.Event()
@@ -271,8 +278,9 @@ class Backend:
                 tg.cancel_scope.cancel()
 
             tg.start_soon(watchdog)
+            assert self._transport is not None
             client = Client(
-                open_transport(self.config, self._http_client, self),
+                self._transport.connect(self),
                 mode="legacy",
                 client_info=_CLIENT_INFO,
                 message_handler=self._handle_message,
@@ -386,6 +394,15 @@ class Backend:
         self.invalid_messages += 1
         self.last_invalid_message = detail
         logger.warning("backend '%s' sent invalid output: %s", self.name, detail)
+
+    def on_message_too_large(self, detail: str, *, fatal: bool) -> None:
+        """The backend sent a message over MCP_MAX_MESSAGE_BYTES (dropped, never buffered)."""
+        self.invalid_messages += 1
+        self.last_invalid_message = detail
+        logger.warning("backend '%s' sent %s: dropped", self.name, detail)
+        if fatal:
+            # Nobody can tell which request it answered: start a clean session.
+            self.mark_lost(f"sent {detail}; session restarted")
 
     def on_process_exit(self, returncode: int | None) -> None:
         """A stdio child exited; remember how, so errors can say it."""
@@ -513,13 +530,22 @@ class Backend:
     ) -> T:
         invalid_before = self.invalid_messages
         try:
-            return await op(client.session)
+            # The whole attempt, however the transport behaves: the SDK's own timeout
+            # starts only once the request is written, and the write can block.
+            with anyio.fail_after(timeout + _DEADLINE_GRACE):
+                return await op(client.session)
+        except TimeoutError as exc:
+            raise self._timeout_error(timeout, invalid_before) from exc
         except MCPError as exc:
             error = exc.error
             code = error.code
             if code == types.REQUEST_TIMEOUT:
                 raise self._timeout_error(timeout, invalid_before) from exc
             kind = router_error_kind(error)
+            if kind == MESSAGE_TOO_LARGE:
+                # The backend answered, too much: the router's limit refuses it. Its answer,
+                # as a JSON-RPC error that names the limit (not retried, no breaker charge).
+                raise
             if kind == NOT_REACHED:
                 # The HTTP request never connected: the server is down or restarting. The
                 # session is kept: tearing it down would cut requests that are in flight on it
@@ -645,6 +671,7 @@ class Backend:
                 self.config,
                 request_timeout=self.request_timeout,
                 on_notification=self._on_notification,
+                limits=self.limits,
             )
             own._client_of = self
             own.breaker = self.breaker  # one backend, one circuit, however many sessions

@@ -19,6 +19,7 @@ from fastmcp.resources.template import build_regex
 
 from mcp_router.backends.backend import Backend
 from mcp_router.backends.group import BackendGroup, group_backends
+from mcp_router.backends.transports import TransportLimits
 from mcp_router.config.models import RESERVED_NAMESPACE, BackendConfig, RouterConfig
 from mcp_router.naming import NameCodec, UriCodec
 from mcp_router.shaping import ShapedTool, shape_tools
@@ -150,8 +151,9 @@ MessageListener = Callable[[Backend, Any], Awaitable[None]]
 class BackendManager:
     """Starts, supervises and stops every configured backend; owns the aggregated index."""
 
-    def __init__(self, config: RouterConfig) -> None:
+    def __init__(self, config: RouterConfig, limits: TransportLimits | None = None) -> None:
         self.config = config
+        self.limits = limits or TransportLimits()  # what backends may send (MCP_MAX_*)
         routing = config.routing
         self.separator = routing.namespace_separator
         self.prefixing = routing.enable_namespace_prefixing
@@ -292,6 +294,7 @@ class BackendManager:
             request_timeout=self.config.routing.request_timeout_seconds,
             on_catalog_change=self._on_catalog_change,
             on_notification=self._on_notification,
+            limits=self.limits,
         )
         if not self.prefixing:
             backend.namespace = ""  # no prefixes: every backend joins the unprefixed group

@@ -30,6 +30,7 @@ __all__ = [
     "BackendConfig",
     "CircuitBreakerConfig",
     "HealthCheckConfig",
+    "InheritEnv",
     "LoadBalancing",
     "PinningMode",
     "PoliciesConfig",
@@ -62,6 +63,9 @@ ROUTING_STRATEGIES: tuple[str, ...] = get_args(RoutingStrategy)
 LOAD_BALANCING_MODES: tuple[str, ...] = get_args(LoadBalancing)
 Transport = Literal["stdio", "http", "sse"]
 """The resolved backend transport (``streamable-http`` is normalised to ``http``)."""
+InheritEnv = Literal["default", "all", "none"]
+"""What a stdio backend gets from the router's environment (see ``BackendConfig``)."""
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_*?\[][A-Za-z0-9_*?\[\]!-]*$")
 ToolDiscovery = Literal["all", "search"]
 """``all``: list every tool; ``search``: list pinned tools plus router_search_tools/call_tool."""
 PinningMode = Literal["off", "warn", "enforce"]
@@ -221,6 +225,12 @@ class BackendConfig(BaseModel):
     command: str | None = None
     args: _StrList = Field(default_factory=list)
     env: _StrMap = Field(default_factory=dict)
+    # stdio: what comes from the router's environment. "default": a documented allow-list
+    # (base set, TLS trust, proxies, locale, TZ, temp and XDG dirs; see the README); "all":
+    # everything (the router's secrets too); "none": nothing. env_passthrough adds names or
+    # fnmatch patterns; `env` is applied last.
+    inherit_env: InheritEnv = "default"
+    env_passthrough: _StrList = Field(default_factory=list)
     cwd: str | None = None
     url: str | None = None
     headers: _StrMap = Field(default_factory=dict)
@@ -268,6 +278,17 @@ class BackendConfig(BaseModel):
                 f"namespace {value!r} must match {NAMESPACE_PATTERN} "
                 '(letters, digits, "_" and "-"), or be "" for no prefix'
             )
+        return value
+
+    @field_validator("env_passthrough")
+    @classmethod
+    def _check_passthrough(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _ENV_NAME_RE.match(name):
+                raise ValueError(
+                    f"env_passthrough: {name!r} is not an environment variable name or "
+                    "pattern (letters, digits, _ and the wildcards * ? [...])"
+                )
         return value
 
     @field_validator("command")
@@ -349,6 +370,15 @@ class BackendConfig(BaseModel):
                 "transport_mismatch",
                 f"transport {self.transport!r} needs 'url', but 'command' is set",
                 self.transport,
+            )
+        if transport != "stdio" and (self.inherit_env != "default" or self.env_passthrough):
+            key = "inherit_env" if self.inherit_env != "default" else "env_passthrough"
+            raise _location_error(
+                "BackendConfig",
+                (key,),
+                "stdio_only",
+                f"{key} applies to stdio backends only (they start a process), not {transport}",
+                getattr(self, key),
             )
         self.transport = transport
         return self

@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 
 from mcp_router import __version__, secrets, telemetry
 from mcp_router.backends.manager import AggregatedIndex, BackendManager
+from mcp_router.backends.transports import TransportLimits
 from mcp_router.config.models import RouterConfig
 from mcp_router.gateway.auth import ClientRateLimiter, FrontAuth
 from mcp_router.gateway.discovery import (
@@ -247,7 +248,7 @@ class Router:
 def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
     """Wire the router together; backends start in the server's lifespan."""
     routing = config.routing
-    manager = BackendManager(config)
+    manager = BackendManager(config, TransportLimits.from_settings(settings))
     engine = RoutingEngine(
         list(manager.backends.values()),
         default_strategy=routing.default_strategy,
