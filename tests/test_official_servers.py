@@ -43,7 +43,7 @@ from realclients import (
     python_sdk,
     ts_sdk,
 )
-from support import EVERYTHING, NODE_BIN, PYTHON, child_env, free_port, router_http, spawn
+from support import EVERYTHING, NODE_BIN, PYTHON, child_env, free_port, run_router, spawn
 from support import write_config as write_router_config
 
 pytestmark = [
@@ -279,8 +279,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             world.configs[front] = write_router_config(
                 tmp / f"{front}.yaml", [backend(world, s, memory) for s in SERVERS]
             )
-        log = stack.enter_context((tmp / "router-http.log").open("wb"))
-        base = stack.enter_context(router_http(world.configs["http-front"], timeout=90, stderr=log))
+        router = run_router(world.configs["http-front"], tmp / "router-http.log", timeout=90)
+        base = stack.enter_context(router).base
         world.router_url = f"{base}/mcp"
         yield world
 

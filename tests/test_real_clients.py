@@ -38,7 +38,7 @@ from support import (
     ROOT,
     fastmcp_server,
     free_port,
-    router_http,
+    run_router,
     spawn,
     wait_http,
     write_config,
@@ -112,8 +112,8 @@ def demo_config(module_tmp: Path) -> Path:
 def demo_router(demo_config: Path, module_tmp: Path) -> Iterator[str]:
     """The router's HTTP front before the demo server; yields its MCP URL."""
     log_path = module_tmp / "demo-router.log"
-    with log_path.open("wb") as log, router_http(demo_config, timeout=60, stderr=log) as base:
-        yield f"{base}/mcp"
+    with run_router(demo_config, log_path, timeout=60) as router:
+        yield router.url
 
 
 # ------------------------------------------------------------------------------ Claude Code
