@@ -384,6 +384,17 @@ class BackendConfig(BaseModel):
         return self
 
     @property
+    def resolved_transport(self) -> Transport:
+        """The transport after inference and normalisation: ``stdio``, ``http`` or ``sse``
+        (the key of `backends.transports.TRANSPORTS`)."""
+        transport = self.transport
+        if transport is None:
+            return "stdio" if self.command is not None else "http"
+        if transport == "streamable-http":
+            return "http"
+        return transport
+
+    @property
     def effective_namespace(self) -> str:
         """The prefix of this backend's exposed names; ``""`` means no prefix.
 
