@@ -85,10 +85,30 @@ def test_stderr_lines_are_cut_and_rate_limited_with_a_dropped_count() -> None:
     assert logged[1] == "short"
     lines.feed(b"".join(b"line %d\n" % i for i in range(20)))  # burst of 3 left 1 token
     assert len(logged) == 3
-    now[0] = 10.0
+    now[0] = 1.2
     lines.feed(b"after\n")
     assert logged[3].startswith("[19 lines dropped: stderr rate limit of 2 lines/s")
     assert logged[4] == "after"
+
+
+def test_a_long_stderr_flood_reports_its_dropped_count_every_second() -> None:
+    now = [0.0]
+    logged: list[str] = []
+    lines = StderrLines(
+        logged.append, line_bytes=100, per_second=0.1, burst=1, clock=lambda: now[0]
+    )
+    lines.feed(b"first\n")
+    for t in (0.3, 0.6, 1.1):  # the bucket stays empty all along
+        now[0] = t
+        lines.feed(b"flood\n")
+    assert logged == [
+        "first",
+        "[3 lines dropped: stderr rate limit of 0.1 lines/s (MCP_BACKEND_STDERR_LINES_PER_SECOND)]",
+    ]
+    now[0] = 1.5
+    lines.feed(b"flood\n")
+    lines.close()
+    assert logged[-1].startswith("[1 lines dropped")
 
 
 class _Chunks(httpx2.AsyncByteStream):

@@ -22,6 +22,9 @@ import mcp_types as types
 
 from mcp_router.backends.transports.base import ENVELOPE_PREFIX, Envelope, read_envelope
 
+# While lines are being dropped, how often the count so far is logged.
+_NOTE_EVERY = 1.0
+
 
 @dataclass(frozen=True)
 class Oversized:
@@ -78,8 +81,8 @@ class StderrLines:
 
     ``emit`` gets each line to log (already decoded). Over-long lines are cut at
     ``line_bytes`` with a marker; beyond ``per_second`` lines a second (``burst`` at once)
-    lines are dropped and counted, and the count is logged with the next line that passes
-    (or by `close`).
+    lines are dropped and counted; the count is logged with the next line that passes, every
+    second while the flood goes on, and by `close`.
     """
 
     def __init__(
@@ -98,6 +101,7 @@ class StderrLines:
         self._tokens = float(burst)
         self._clock = clock
         self._last = clock()
+        self._noted = self._last  # when the dropped count was last logged
         self._dropped = 0
         self._parts: list[bytes] = []
         self._size = 0
@@ -127,6 +131,13 @@ class StderrLines:
             self._cut = False
             start = end + 1
 
+    def _note(self, now: float) -> None:
+        self._emit(
+            f"[{self._dropped} lines dropped: stderr rate limit of "
+            f"{self._rate:g} lines/s (MCP_BACKEND_STDERR_LINES_PER_SECOND)]"
+        )
+        self._dropped, self._noted = 0, now
+
     def close(self) -> None:
         """End of stderr: log what is left and the count of dropped lines."""
         if self._parts and not self._cut:
@@ -145,14 +156,12 @@ class StderrLines:
         self._last = now
         if self._tokens < 1:
             self._dropped += 1
+            if now - self._noted >= _NOTE_EVERY:
+                self._note(now)  # a flood that goes on is reported as it goes
             return
         self._tokens -= 1
         if self._dropped:
-            self._emit(
-                f"[{self._dropped} lines dropped: stderr rate limit of "
-                f"{self._rate:g} lines/s (MCP_BACKEND_STDERR_LINES_PER_SECOND)]"
-            )
-            self._dropped = 0
+            self._note(now)
         if cut:
             text += f" [... line cut at {self._cap} bytes (MCP_BACKEND_STDERR_LINE_BYTES)]"
         self._emit(text)
