@@ -17,6 +17,7 @@ import mcp_types as types
 
 from mcp_router.backends.backend import Backend
 from mcp_router.config.models import BackendConfig, RouterConfig
+from mcp_router.links import HandedOutUris
 from mcp_router.naming import NameCodec, UriCodec
 from mcp_router.shaping import ShapedTool, shape_tools
 
@@ -93,12 +94,18 @@ class AggregatedIndex:
     templates: dict[str, ExposedTemplate] = field(default_factory=dict)
     uri_codec: UriCodec = field(default_factory=lambda: UriCodec([]))
     group_of_namespace: dict[str, str] = field(default_factory=dict)
+    # URIs backends handed out in results (links.py); shared by every snapshot
+    handed_out: HandedOutUris = field(default_factory=HandedOutUris)
 
     def resolve_uri(self, exposed_uri: str) -> ResolvedUri | None:
-        """Map an exposed URI (listed, or an instance of a template) back to its backend side."""
+        """Map an exposed URI (listed, handed out in a result, or an instance of a template)
+        back to its backend side."""
         listed = self.resources.get(exposed_uri)
         if listed is not None:
             return ResolvedUri(listed.group, listed.original_uri, listed.owners)
+        handed = self.handed_out.resolve(exposed_uri)
+        if handed is not None and handed.group in self.group_of_namespace:
+            return ResolvedUri(handed.group, handed.original_uri, (handed.backend,))
         decoded = self.uri_codec.decode(exposed_uri)
         if decoded is None:
             return None
@@ -134,7 +141,8 @@ class BackendManager:
         self.backends: dict[str, Backend] = {
             bc.name: self._new_backend(bc) for bc in config.backends if bc.enabled
         }
-        self.index = AggregatedIndex()
+        self.handed_out = HandedOutUris()  # outlives index snapshots
+        self.index = AggregatedIndex(handed_out=self.handed_out)
         self._tg: anyio.abc.TaskGroup | None = None
         self.discovery_done = anyio.Event()
 
@@ -275,7 +283,11 @@ class BackendManager:
         """Rebuild the aggregated index from every backend's current catalog."""
         old = self.index
         self.index = build_index(
-            list(self.backends.values()), self.group_id, self.separator, self.prefixing
+            list(self.backends.values()),
+            self.group_id,
+            self.separator,
+            self.prefixing,
+            handed_out=self.handed_out,
         )
         old_sig, new_sig = old.signature(), self.index.signature()
         changed = {kind for kind in new_sig if new_sig[kind] != old_sig[kind]}
@@ -292,6 +304,8 @@ def build_index(
     group_id: Callable[[Backend], str],
     separator: str,
     prefixing: bool,
+    *,
+    handed_out: HandedOutUris | None = None,
 ) -> AggregatedIndex:
     """Aggregate catalogs into exposed names; groups in config order claim names first."""
     groups: dict[str, list[Backend]] = {}
@@ -308,10 +322,11 @@ def build_index(
         prompts: dict[str, types.Prompt] = {}
         for b in members:  # replicas: first member's definition wins, names are the union
             # per-backend shaping (include/exclude/rename/descriptions), see mcp_router.shaping
-            shaped = shape_tools(b.config.tools, b.catalog.tools, backend=b.name)
+            offered = b.offered  # over all its sessions (backends/capabilities.py)
+            shaped = shape_tools(b.config.tools, offered.tools, backend=b.name)
             for name, shaped_tool in shaped.items():
                 tools.setdefault(name, shaped_tool)
-            for name, prompt in b.catalog.prompts.items():
+            for name, prompt in offered.prompts.items():
                 prompts.setdefault(name, prompt)
         group_tools[g], group_prompts[g] = tools, prompts
         tool_codec.add_group(g, namespace_of[g], tools)
@@ -344,7 +359,7 @@ def build_index(
     for g, members in groups.items():
         ns = namespace_of[g]
         for b in members:
-            for res in b.catalog.resources:
+            for res in b.offered.resources:
                 uri = str(res.uri)
                 exposed_uri = uri_codec.encode(ns, uri)
                 known = resources.get(exposed_uri)
@@ -355,7 +370,7 @@ def build_index(
                 resources[exposed_uri] = ExposedResource(
                     exposed_uri, g, ns, uri, res.model_copy(update={"uri": exposed_uri}), (b.name,)
                 )
-            for tpl in b.catalog.templates:
+            for tpl in b.offered.templates:
                 exposed_tpl = uri_codec.encode(ns, tpl.uri_template)
                 if exposed_tpl in templates:
                     continue
@@ -373,4 +388,5 @@ def build_index(
         templates=templates,
         uri_codec=uri_codec,
         group_of_namespace=dict(namespace_of),
+        handed_out=handed_out if handed_out is not None else HandedOutUris(),
     )

@@ -26,12 +26,15 @@ from mcp_router.gateway.discovery import (
     pinned_matcher,
     register_discovery_tools,
 )
+from mcp_router.gateway.instructions import aggregate as aggregate_instructions
 from mcp_router.gateway.management import register_management_tools
 from mcp_router.gateway.metrics import RouterMetrics, UnknownNameMetrics
 from mcp_router.gateway.middleware import RoutingMiddleware
 from mcp_router.gateway.protocol import ProtocolRelay
 from mcp_router.gateway.provider import RouterProvider
+from mcp_router.gateway.roots import attach_roots_relay
 from mcp_router.gateway.status import register_status_routes
+from mcp_router.gateway.views import CapabilityViews
 from mcp_router.logs import call_logger, config_secrets, set_secrets
 from mcp_router.reload import ConfigReloader
 from mcp_router.resilience.retry import RetryPolicy
@@ -220,13 +223,20 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
     limiter.configure_from(settings, config)
     search_mode = routing.tool_discovery == "search"
     listed = pinned_matcher(routing.pinned_tools) if search_mode else None
+    own_instructions = INSTRUCTIONS + (DISCOVERY_INSTRUCTIONS if search_mode else "")
     server = FastMCP(
         name="mcp-router",
         auth=front_auth.provider,
-        instructions=INSTRUCTIONS + (DISCOVERY_INSTRUCTIONS if search_mode else ""),
+        instructions=own_instructions,
         version=__version__,
         providers=[RouterProvider(manager, forwarder, listed=listed)],
-        middleware=[sessions, limiter, UnknownNameMetrics(metrics), RoutingMiddleware(forwarder)],
+        middleware=[
+            sessions,
+            limiter,
+            UnknownNameMetrics(metrics),
+            CapabilityViews(manager),  # each client lists what its backend sessions offer
+            RoutingMiddleware(forwarder),
+        ],
         lifespan=lifespan,
         dereference_schemas=False,  # pass backend schemas through verbatim ($ref, $defs)
         list_page_size=routing.list_page_size,
@@ -243,6 +253,15 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
     relay.attach(server)
     manager.add_message_listener(relay.on_backend_message)
     manager.add_backend_listener(relay.resubscribe)
+    attach_roots_relay(server, manager)
+
+    async def on_backend_connected(_backend: Any) -> None:
+        # backend instructions join the router's own (gateway/instructions.py)
+        server.instructions = aggregate_instructions(
+            own_instructions, manager.backends.values(), routing.namespace_separator
+        )
+
+    manager.add_backend_listener(on_backend_connected)
 
     async def on_index_change(_index: AggregatedIndex, kinds: set[str]) -> None:
         if kinds:

@@ -38,6 +38,7 @@ from mcp_router.backends.errors import (
 )
 from mcp_router.backends.manager import BackendManager, ExposedTool
 from mcp_router.backends.transports import router_error_kind
+from mcp_router.links import expose_prompt_result, expose_tool_result
 from mcp_router.resilience.retry import RetryPolicy
 from mcp_router.routing.engine import Candidate, RoutingDecision, RoutingEngine
 
@@ -135,15 +136,23 @@ class Forwarder:
         """Call an exposed tool on the best available backend."""
         entry, decision = self.tool_decision(exposed)
         original = entry.original_name
-        return await self._run(
-            "tool",
-            exposed,
-            decision,
-            lambda b: b.call_tool(
+
+        async def call(b: Backend) -> types.CallToolResult:
+            result = await b.call_tool(
                 original, arguments, progress_callback=progress_callback, meta=meta
-            ),
-            safe_to_retry=entry.safe_to_retry,
-        )
+            )
+            # resource links/embedded resources point at the exposed, readable URIs
+            index = self.manager.index
+            return expose_tool_result(
+                result,
+                index.uri_codec,
+                index.handed_out,
+                backend=b.name,
+                group=entry.group,
+                namespace=entry.namespace,
+            )
+
+        return await self._run("tool", exposed, decision, call, safe_to_retry=entry.safe_to_retry)
 
     async def read_resource(self, exposed_uri: str) -> types.ReadResourceResult:
         """Read a resource (listed or a template instance) by its exposed URI."""
@@ -157,7 +166,8 @@ class Forwarder:
             "resource",
             exposed_uri,
             decision,
-            lambda b: b.request(lambda s: s.read_resource(original)),
+            # on the session serving the caller (its profile's or its own, capabilities.py)
+            lambda b: _on_client_session(b, lambda s: s.read_resource(original)),
             safe_to_retry=True,
         )
 
@@ -172,13 +182,20 @@ class Forwarder:
         decision = self.group_decision(
             exposed, entry.group, original, lambda b: original in b.catalog.prompts
         )
-        return await self._run(
-            "prompt",
-            exposed,
-            decision,
-            lambda b: b.request(lambda s: s.get_prompt(original, arguments)),
-            safe_to_retry=True,
-        )
+
+        async def get(b: Backend) -> types.GetPromptResult:
+            result = await _on_client_session(b, lambda s: s.get_prompt(original, arguments))
+            index = self.manager.index
+            return expose_prompt_result(
+                result,
+                index.uri_codec,
+                index.handed_out,
+                backend=b.name,
+                group=entry.group,
+                namespace=entry.namespace,
+            )
+
+        return await self._run("prompt", exposed, decision, get, safe_to_retry=True)
 
     # ------------------------------------------------------------------ the loop
 
@@ -282,6 +299,11 @@ class Forwarder:
         self.last_decisions[record.exposed] = tried
         record.outcome = "error" if tried else "no_backend"
         raise RoutingError(_no_backend_message(record, decision))
+
+
+async def _on_client_session(backend: Backend, op: Callable[[Any], Awaitable[T]]) -> T:
+    target = await backend.for_client()
+    return await target.request(op)
 
 
 def _no_backend_message(record: CallRecord, decision: RoutingDecision) -> str:
