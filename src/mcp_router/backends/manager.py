@@ -268,6 +268,7 @@ class BackendManager:
 
     def detach(self, name: str) -> Backend | None:
         """Stop routing to backend ``name``; return it (for the caller to stop), or None."""
+        self.handed_out.forget(name)  # a removed backend's handed-out URIs lead nowhere
         return self.backends.pop(name, None)
 
     def reorder(self, names: Sequence[str]) -> None:
