@@ -171,6 +171,13 @@ async def test_roots_list_changed_from_a_client_makes_its_sessions_ask_it_again(
         async with client(per_client_url, roots_a) as a, client(per_client_url, roots_b) as b:
             assert await settled_dirs(a, dirs["a"], dirs["cmdline"]) == [str(dirs["a"])]
             assert await settled_dirs(b, dirs["b"], dirs["cmdline"]) == [str(dirs["b"])]
+            # each of b's two sessions asks b once after initialize (server-everything 350 ms
+            # later): let both land before counting
+            deadline = time.monotonic() + 20
+            while roots_b.asked < 2:
+                assert time.monotonic() < deadline, f"b was asked {roots_b.asked} times"
+                await anyio.sleep(0.1)
+            await anyio.sleep(0.5)
             asked_b = roots_b.asked
             roots_a.dirs = [dirs["a2"]]
             await a.session.send_notification(types.RootsListChangedNotification())
