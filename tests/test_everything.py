@@ -51,9 +51,9 @@ SERVER_INFO_META = "io.modelcontextprotocol/serverInfo"
 POST_INIT_TOOL = "simulate-research-query"
 CAPABILITIES_NOTE = (
     "server-everything lists get-roots-list / trigger-sampling-* / trigger-*elicitation* only "
-    "to clients declaring roots / sampling / elicitation. The router's backend client "
-    "(backends/backend.py) declares none, and so does the direct client here: if the router "
-    "starts declaring them, declare the same in connect()."
+    "to clients declaring roots / sampling / elicitation. The routed client here declares none, "
+    "so the router serves it from a backend session that declares none "
+    "(backends/capabilities.py), and the direct client declares none either."
 )
 
 
@@ -125,27 +125,12 @@ async def connect(setup: Setup, front: tuple[str, str]) -> AsyncIterator[Pair]:
         else Client(setup.router_url, mode=mode)
     )
     # server-everything speaks only the handshake era ("auto" would fall back to it anyway).
-    # The router's backend session declares sampling, elicitation and roots (it relays them
-    # to the calling client), and server-everything offers extra tools to such clients: the
-    # direct client declares the same capabilities so both see the same catalog.
-    direct = Client(
-        setup.direct,
-        mode="legacy",
-        sampling_callback=_never_called,
-        elicitation_callback=_never_called,
-        list_roots_callback=_never_called_roots,
-    )
+    # Neither client declares sampling, elicitation or roots: the router serves the routed one
+    # from a backend session that declares none, so both see the same catalog.
+    direct = Client(setup.direct, mode="legacy")
     async with routed as routed_client, direct as direct_client:
         assert routed_client.protocol_version == (MODERN if mode == MODERN else "2025-11-25")
         yield Pair(routed_client, direct_client)
-
-
-async def _never_called(_context: Any, _params: Any) -> types.ErrorData:
-    return types.ErrorData(code=types.INVALID_REQUEST, message="not used by this test")
-
-
-async def _never_called_roots(_context: Any) -> types.ErrorData:
-    return types.ErrorData(code=types.INVALID_REQUEST, message="not used by this test")
 
 
 def exposed_uri(uri: str) -> str:

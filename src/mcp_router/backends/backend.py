@@ -41,7 +41,17 @@ from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
-from mcp_router.backends.catalog import BackendCatalog, discover, refresh
+from mcp_router.backends.capabilities import (
+    NO_CAPABILITIES,
+    DeclaringClient,
+    Owner,
+    Profile,
+    client_connection,
+    declared_by,
+    exact,
+    shared_roots_refusal,
+)
+from mcp_router.backends.catalog import BackendCatalog, discover, refresh, union
 from mcp_router.backends.transports import (
     CONNECTION_LOST,
     INVALID_RESPONSE,
@@ -160,6 +170,13 @@ class Backend:
         self.calls = CallRegistry(config.name)
         self._per_client: dict[int, Backend] = {}  # session_mode per_client: connection -> own
         self._client_of: Backend | None = None  # set on a per-client session: its parent
+        # What this session declares to the server, and the other shared sessions by client
+        # capability profile (backends/capabilities.py). The main session declares nothing.
+        self.profile: Profile = NO_CAPABILITIES
+        self.declares: types.ClientCapabilities = NO_CAPABILITIES.declared()
+        self._profiles: dict[Profile, Backend] = {}
+        self._owner: Owner | None = None  # set on a per-client session: its client
+        self.instructions: str | None = None  # the server's initialize instructions
         self._client: Client | None = None
         self._expired: Client | None = None  # a session closed because the server forgot it
         self._reconnect_now = False  # the session was lost in a way that warrants no backoff
@@ -173,12 +190,13 @@ class Backend:
         self._next_attempt_at: float | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._transport: BackendTransport | None = None
+        self._offered: tuple[tuple[int, ...], BackendCatalog] | None = None
 
     # ------------------------------------------------------------------ routing view
 
     def serves_tool(self, original_name: str) -> bool:
-        """Whether this backend's catalog lists the tool."""
-        return original_name in self.catalog.tools
+        """Whether one of this backend's sessions lists the tool."""
+        return original_name in self.offered.tools
 
     @property
     def transport(self) -> str:
@@ -279,8 +297,9 @@ class Backend:
 
             tg.start_soon(watchdog)
             assert self._transport is not None
-            client = Client(
+            client = DeclaringClient(
                 self._transport.connect(self),
+                declared=self.declares,
                 mode="legacy",
                 client_info=_CLIENT_INFO,
                 message_handler=self._handle_message,
@@ -310,6 +329,7 @@ class Backend:
         self.connect_count += 1
         self.protocol_version = client.protocol_version
         self.server_info = client.server_info
+        self.instructions = getattr(client.session.initialize_result, "instructions", None)
         self.last_error = None
         self.breaker.trial_now()  # a fresh session: let trial calls decide, not the clock
         counts = catalog.counts
@@ -656,25 +676,58 @@ class Backend:
         )
 
     async def for_client(self, front: FrontCall | None) -> Backend:
-        """The backend session for a client's request: this one, or in ``session_mode:
-        per_client`` the client's own session (opened on its first request, closed when the
-        client leaves)."""
-        if self.config.session_mode != "per_client" or self._client_of is not None:
+        """The backend session for a client's request (see `session_for`)."""
+        if front is None:
             return self
-        connection = getattr(front.session, "_connection", None) if front else None
-        if connection is None or front is None or front.modern or self._tg is None:
-            return self  # no lasting client connection (2026-07-28 is stateless): shared
+        return await self.session_for(client_connection(front), modern=front.modern)
+
+    async def session_for(self, connection: Any, *, modern: bool = False) -> Backend:
+        """The session serving the client of ``connection``: in ``session_mode: per_client``
+        the client's own (opened on first use, closed when it leaves, declaring exactly what
+        the client declared); otherwise the shared session of the client's capability profile
+        (backends/capabilities.py). A session that could not connect falls back to this one.
+        """
+        if self._client_of is not None or self._tg is None:
+            return self
+        if self.config.session_mode == "per_client" and connection is not None and not modern:
+            return await self._own_session(connection)
+        profile = Profile.of(declared_by(connection), modern=modern)
+        if profile == self.profile:
+            return self
+        own = self._profiles.get(profile)
+        if own is None:
+            own = self._child(profile.declared())
+            own.profile = profile
+            self._profiles[profile] = own
+            await self._tg.start(own.run)
+        await own.wait_first_attempt(self.config.connect_timeout_seconds)
+        return own if own.has_session else self
+
+    def _child(self, declares: types.ClientCapabilities) -> Backend:
+        """Another session to the same server (same circuit), declaring ``declares``."""
+        own = Backend(
+            self.config,
+            request_timeout=self.request_timeout,
+            on_catalog_change=self._child_catalog_changed,
+            on_notification=self._on_notification,
+            limits=self.limits,
+        )
+        own._client_of = self
+        own.namespace = self.namespace
+        own.declares = declares
+        own.breaker = self.breaker  # one backend, one circuit, however many sessions
+        return own
+
+    async def _child_catalog_changed(self, _child: Backend) -> None:
+        self._notify_catalog()  # what the backend offers is the union of its sessions'
+
+    async def _own_session(self, connection: Any) -> Backend:
+        assert self._tg is not None
         key = id(connection)
         own = self._per_client.get(key)
         if own is None:
-            own = Backend(
-                self.config,
-                request_timeout=self.request_timeout,
-                on_notification=self._on_notification,
-                limits=self.limits,
-            )
-            own._client_of = self
-            own.breaker = self.breaker  # one backend, one circuit, however many sessions
+            own = self._child(exact(declared_by(connection)))
+            own._owner = Owner(connection)
             self._per_client[key] = own
             await self._tg.start(own.run)
             # The connection unwinds its exit stack when the client goes away.
@@ -682,10 +735,39 @@ class Backend:
         await own.wait_first_attempt(self.config.connect_timeout_seconds)
         return own
 
+    @property
+    def session_key(self) -> str:
+        """Names this session among the backend's sessions (the main one: the backend name)."""
+        return self.name if self._client_of is None else f"{self.name}#{id(self)}"
+
+    def client_session(self, connection: Any) -> Backend | None:
+        """The ``per_client`` session of the client of ``connection``, if it has one."""
+        return self._per_client.get(id(connection))
+
+    @property
+    def offered(self) -> BackendCatalog:
+        """What the backend offers over all its sessions (each declares different
+        capabilities, and servers list some tools only to some): what the index lists."""
+        if not self._profiles and not self._per_client:
+            return self.catalog
+        others = [*self._profiles.values(), *self._per_client.values()]
+        key = (id(self.catalog), *(id(s.catalog) for s in others))
+        offered = self._offered
+        if offered is None or offered[0] != key:
+            offered = self._offered = (key, union(self.catalog, [s.catalog for s in others]))
+        return offered[1]
+
+    async def notify_roots_changed(self) -> None:
+        """Tell the server the client's roots changed (a session that declared roots only)."""
+        client = self._client
+        if client is not None and self.declares.roots is not None:
+            await client.session.send_notification(types.RootsListChangedNotification())
+
     def _client_left(self, key: int) -> None:
         own = self._per_client.pop(key, None)
         if own is not None and self._tg is not None:
             self._tg.start_soon(own.stop)
+            self._notify_catalog()
 
     @property
     def capabilities(self) -> types.ServerCapabilities | None:
@@ -695,17 +777,47 @@ class Backend:
 
     # ------------------------------------------------------------------ server-to-client requests
 
+    # During a call: to the calling client. Outside a call: a per-client session asks its
+    # own client; a shared session has no one to ask.
+
     async def _relay_sampling(self, context: Any, params: types.CreateMessageRequestParams) -> Any:
         call = self.calls.resolve()
-        return await call.sample(params) if call else self.calls.unattributed("sampling")
+        if call is not None:
+            return await call.sample(params)
+        if self._owner is not None:
+            return await self._owner.ask(
+                types.CreateMessageRequest(params=params),
+                types.ClientCapabilities(sampling=types.SamplingCapability()),
+                "sampling",
+                self.name,
+            )
+        return self.calls.unattributed("sampling")
 
     async def _relay_elicitation(self, context: Any, params: Any) -> Any:
         call = self.calls.resolve()
-        return await call.elicit(params) if call else self.calls.unattributed("elicitation")
+        if call is not None:
+            return await call.elicit(params)
+        if self._owner is not None:
+            return await self._owner.ask(
+                types.ElicitRequest(params=params),
+                types.ClientCapabilities(elicitation=types.ElicitationCapability()),
+                "elicitation",
+                self.name,
+            )
+        return self.calls.unattributed("elicitation")
 
     async def _relay_roots(self, context: Any) -> Any:
         call = self.calls.resolve()
-        return await call.list_roots() if call else self.calls.unattributed("roots/list")
+        if call is not None:
+            return await call.list_roots()
+        if self._owner is not None:
+            return await self._owner.ask(
+                types.ListRootsRequest(),
+                types.ClientCapabilities(roots=types.RootsCapability()),
+                "roots",
+                self.name,
+            )
+        return shared_roots_refusal(self.name)
 
     async def ping(self, timeout: float) -> float:
         """Send an MCP ping on the current session; return the round-trip time in ms.

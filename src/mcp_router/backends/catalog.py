@@ -97,3 +97,20 @@ async def refresh(session: ClientSession, old: BackendCatalog, kind: str) -> Bac
         prompts = await _list_prompts(session)
         return BackendCatalog(old.tools, old.resources, old.templates, {p.name: p for p in prompts})
     raise ValueError(f"unknown component kind {kind!r}")
+
+
+def union(first: BackendCatalog, others: list[BackendCatalog]) -> BackendCatalog:
+    """Everything in ``first`` or any of ``others`` (``first``'s definitions win)."""
+    tools, prompts = dict(first.tools), dict(first.prompts)
+    resources = {str(r.uri): r for r in first.resources}
+    templates = {t.uri_template: t for t in first.templates}
+    for other in others:
+        for name, tool in other.tools.items():
+            tools.setdefault(name, tool)
+        for name, prompt in other.prompts.items():
+            prompts.setdefault(name, prompt)
+        for res in other.resources:
+            resources.setdefault(str(res.uri), res)
+        for tpl in other.templates:
+            templates.setdefault(tpl.uri_template, tpl)
+    return BackendCatalog(tools, list(resources.values()), list(templates.values()), prompts)

@@ -21,6 +21,7 @@ from mcp_router.backends.backend import Backend
 from mcp_router.backends.group import BackendGroup, group_backends
 from mcp_router.backends.transports import TransportLimits
 from mcp_router.config.models import RESERVED_NAMESPACE, BackendConfig, RouterConfig
+from mcp_router.links import HandedOutUris
 from mcp_router.naming import NameCodec, UriCodec
 from mcp_router.shaping import ShapedTool, shape_tools
 
@@ -102,13 +103,19 @@ class AggregatedIndex:
     # per group: the compiled URI templates of its members (original form)
     template_patterns: dict[str, tuple[re.Pattern[str], ...]] = field(default_factory=dict)
     open_groups: frozenset[str] = frozenset()  # a member has `allow_unlisted_uris: true`
+    # URIs backends handed out in results (links.py); shared by every snapshot
+    handed_out: HandedOutUris = field(default_factory=HandedOutUris)
 
     def resolve_uri(self, exposed_uri: str) -> ResolvedUri | None:
-        """Map an exposed URI back to its backend side: a listed resource, an instance of a
-        listed template, or (opt-in per backend) any URI in the group's namespace."""
+        """Map an exposed URI back to its backend side: a listed resource, a URI a backend
+        handed out in a result, an instance of a listed template, or (opt-in per backend)
+        any URI in the group's namespace."""
         listed = self.resources.get(exposed_uri)
         if listed is not None:
             return ResolvedUri(listed.group, listed.original_uri, listed.owners)
+        handed = self.handed_out.resolve(exposed_uri)
+        if handed is not None and handed.group in self.group_of_namespace:
+            return ResolvedUri(handed.group, handed.original_uri, (handed.backend,))
         decoded = self.uri_codec.decode(exposed_uri)
         if decoded is None:
             return None
@@ -164,7 +171,8 @@ class BackendManager:
         self.backends: dict[str, Backend] = {
             bc.name: self._new_backend(bc) for bc in config.backends if bc.enabled
         }
-        self.index = AggregatedIndex()
+        self.handed_out = HandedOutUris()  # outlives index snapshots
+        self.index = AggregatedIndex(handed_out=self.handed_out)
         # Sees every new index before it is served (governance pinning); returns the list
         # kinds it changed for clients (e.g. a quarantined tool), to announce with the rest.
         self.catalog_guard: Callable[[list[Backend], AggregatedIndex], set[str]] | None = None
@@ -325,6 +333,7 @@ class BackendManager:
 
     def detach(self, name: str) -> Backend | None:
         """Stop routing to backend ``name``; return it (for the caller to stop), or None."""
+        self.handed_out.forget(name)  # a removed backend's handed-out URIs lead nowhere
         return self.backends.pop(name, None)
 
     def reorder(self, names: Sequence[str]) -> None:
@@ -340,7 +349,7 @@ class BackendManager:
         """Rebuild the aggregated index from every backend's current catalog."""
         old = self.index
         backends = list(self.backends.values())
-        index = build_index(backends, self.separator, self.prefixing)
+        index = build_index(backends, self.separator, self.prefixing, handed_out=self.handed_out)
         guarded = self.catalog_guard(backends, index) if self.catalog_guard else set()
         self.index = index
         old_sig, new_sig = old.signature(), self.index.signature()
@@ -353,7 +362,13 @@ class BackendManager:
                     logger.exception("index listener failed")
 
 
-def build_index(backends: Sequence[Backend], separator: str, prefixing: bool) -> AggregatedIndex:
+def build_index(
+    backends: Sequence[Backend],
+    separator: str,
+    prefixing: bool,
+    *,
+    handed_out: HandedOutUris | None = None,
+) -> AggregatedIndex:
     """Aggregate catalogs into exposed names; groups in config order claim names first."""
     groups = {ns: group.members for ns, group in group_backends(backends).items()}
     namespace_of = {g: g for g in groups}  # a group is named by its namespace
@@ -367,10 +382,11 @@ def build_index(backends: Sequence[Backend], separator: str, prefixing: bool) ->
         prompts: dict[str, types.Prompt] = {}
         for b in members:  # replicas: first member's definition wins, names are the union
             # per-backend shaping (include/exclude/rename/descriptions), see mcp_router.shaping
-            shaped = shape_tools(b.config.tools, b.catalog.tools, backend=b.name)
+            offered = b.offered  # over all its sessions (backends/capabilities.py)
+            shaped = shape_tools(b.config.tools, offered.tools, backend=b.name)
             for name, shaped_tool in shaped.items():
                 tools.setdefault(name, shaped_tool)
-            for name, prompt in b.catalog.prompts.items():
+            for name, prompt in offered.prompts.items():
                 prompts.setdefault(name, prompt)
         group_tools[g], group_prompts[g] = tools, prompts
         tool_codec.add_group(g, namespace_of[g], tools)
@@ -415,7 +431,7 @@ def build_index(backends: Sequence[Backend], separator: str, prefixing: bool) ->
     for g, members in groups.items():
         ns = namespace_of[g]
         for b in members:
-            for res in b.catalog.resources:
+            for res in b.offered.resources:
                 uri = str(res.uri)
                 exposed_uri = uri_codec.encode(ns, uri)
                 known = resources.get(exposed_uri)
@@ -426,7 +442,7 @@ def build_index(backends: Sequence[Backend], separator: str, prefixing: bool) ->
                 resources[exposed_uri] = ExposedResource(
                     exposed_uri, g, ns, uri, res.model_copy(update={"uri": exposed_uri}), (b.name,)
                 )
-            for tpl in b.catalog.templates:
+            for tpl in b.offered.templates:
                 exposed_tpl = uri_codec.encode(ns, tpl.uri_template)
                 if exposed_tpl in templates:
                     continue
@@ -441,7 +457,7 @@ def build_index(backends: Sequence[Backend], separator: str, prefixing: bool) ->
     patterns: dict[str, list[re.Pattern[str]]] = {}
     for g, members in groups.items():
         for b in members:
-            for tpl in b.catalog.templates:
+            for tpl in b.offered.templates:
                 compiled = build_regex(tpl.uri_template)
                 if compiled is not None and all(
                     p.pattern != compiled.pattern for p in patterns.get(g, ())
@@ -458,4 +474,5 @@ def build_index(backends: Sequence[Backend], separator: str, prefixing: bool) ->
         templates=templates,
         uri_codec=uri_codec,
         group_of_namespace=dict(namespace_of),
+        handed_out=handed_out if handed_out is not None else HandedOutUris(),
     )

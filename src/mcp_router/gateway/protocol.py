@@ -23,6 +23,7 @@ import mcp_types as types
 from fastmcp import FastMCP
 from fastmcp.server.dependencies import get_context
 from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from mcp_router.backends.backend import Backend, BackendState
 from mcp_router.backends.manager import BackendManager
@@ -61,8 +62,9 @@ def level_allows(minimum: str | None, level: str) -> bool:
 class _Subscription:
     """One backend subscription and the clients that asked for it."""
 
-    def __init__(self, backend: str, original_uri: str) -> None:
-        self.backend = backend
+    def __init__(self, session: Backend, original_uri: str) -> None:
+        self.backend = session.name
+        self.session = session  # the backend session subscribed (a client's profile or own)
         self.original_uri = original_uri
         # connection id -> (the client's connection, weakly; exposed URI)
         self.clients: dict[int, tuple[weakref.ref[Any], str]] = {}
@@ -144,16 +146,18 @@ class ProtocolRelay:
                 f"cannot subscribe to {params.uri!r}: no connected backend serving it "
                 "supports resource subscriptions",
             )
-        backend = live[0]
-        key = (backend.name, original)
+        connection = ctx.session._connection
+        modern = getattr(ctx.session, "protocol_version", None) in MODERN_PROTOCOL_VERSIONS
+        # on the session that serves this client's calls: the one whose resources change
+        backend = await live[0].session_for(connection, modern=modern)
+        key = (backend.session_key, original)
         sub = self._subs.get(key)
         if sub is None:
             try:
                 await backend.request(lambda s: s.subscribe_resource(original))
             except BackendError as exc:
                 raise MCPError(types.INTERNAL_ERROR, f"mcp-router: {exc}") from exc
-            sub = self._subs[key] = _Subscription(backend.name, original)
-        connection = ctx.session._connection
+            sub = self._subs[key] = _Subscription(backend, original)
         sub.clients[id(connection)] = (weakref.ref(connection), params.uri)
         return types.EmptyResult()
 
@@ -168,8 +172,8 @@ class ProtocolRelay:
             del sub.clients[connection_id]
             if not sub.clients:
                 del self._subs[key]
-                backend = self.manager.backends.get(sub.backend)
-                if backend is not None and backend.state is BackendState.CONNECTED:
+                backend = sub.session
+                if backend.state is BackendState.CONNECTED:
                     try:
                         await backend.request(
                             lambda s, u=sub.original_uri: s.unsubscribe_resource(u)
@@ -181,7 +185,7 @@ class ProtocolRelay:
     async def resubscribe(self, backend: Backend) -> None:
         """After a (re)connection, restore the backend's subscriptions."""
         for (name, original), _sub in list(self._subs.items()):
-            if name != backend.name:
+            if name != backend.session_key:
                 continue
             try:
                 await backend.request(lambda s, u=original: s.subscribe_resource(u))
@@ -191,7 +195,7 @@ class ProtocolRelay:
             await self._set_backend_level(backend, self._backend_level)
 
     async def _resource_updated(self, backend: Backend, uri: str) -> None:
-        sub = self._subs.get((backend.name, uri))
+        sub = self._subs.get((backend.session_key, uri))
         if sub is None:
             return
         for connection_id, (ref, exposed) in list(sub.clients.items()):

@@ -29,14 +29,17 @@ from mcp_router.gateway.discovery import (
     register_discovery_tools,
 )
 from mcp_router.gateway.entry import CallEntry
+from mcp_router.gateway.instructions import aggregate as aggregate_instructions
 from mcp_router.gateway.management import register_management_tools
 from mcp_router.gateway.metrics import RouterMetrics, UnknownNameMetrics
 from mcp_router.gateway.middleware import RoutingMiddleware
 from mcp_router.gateway.protocol import ProtocolRelay
 from mcp_router.gateway.provider import RouterProvider
 from mcp_router.gateway.redaction import RedactErrors
+from mcp_router.gateway.roots import attach_roots_relay
 from mcp_router.gateway.rounds import InputRounds
 from mcp_router.gateway.status import register_status_routes
+from mcp_router.gateway.views import CapabilityViews
 from mcp_router.governance import Governance, GovernanceMiddleware, current_identity
 from mcp_router.reload import ConfigDiff, ConfigReloader
 from mcp_router.resilience.retry import RetryPolicy
@@ -282,10 +285,11 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
     limiter.configure_from(settings, config)
     search_mode = routing.tool_discovery == "search"
     listed = pinned_matcher(routing.pinned_tools) if search_mode else None
+    own_instructions = INSTRUCTIONS + (DISCOVERY_INSTRUCTIONS if search_mode else "")
     server = FastMCP(
         name="mcp-router",
         auth=front_auth.provider,
-        instructions=INSTRUCTIONS + (DISCOVERY_INSTRUCTIONS if search_mode else ""),
+        instructions=own_instructions,
         version=__version__,
         providers=[RouterProvider(manager, entry, listed=listed)],
         # RedactErrors first (outermost): it sees every error on its way to the client.
@@ -294,6 +298,7 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
             sessions,
             limiter,
             UnknownNameMetrics(metrics),
+            CapabilityViews(manager),  # each client lists what its backend sessions offer
             RoutingMiddleware(entry, manager),
         ],
         lifespan=lifespan,
@@ -325,6 +330,15 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
     relay.attach(server)
     manager.add_message_listener(relay.on_backend_message)
     manager.add_backend_listener(relay.resubscribe)
+    attach_roots_relay(server, manager)
+
+    async def on_backend_connected(_backend: Any) -> None:
+        # backend instructions join the router's own (gateway/instructions.py)
+        server.instructions = aggregate_instructions(
+            own_instructions, manager.backends.values(), routing.namespace_separator
+        )
+
+    manager.add_backend_listener(on_backend_connected)
 
     async def on_index_change(_index: AggregatedIndex, kinds: set[str]) -> None:
         if kinds:

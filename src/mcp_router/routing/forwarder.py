@@ -41,6 +41,7 @@ from mcp_router.errors import (
     RoutingError,
     UnknownComponentError,
 )
+from mcp_router.links import expose_prompt_result, expose_tool_result
 from mcp_router.resilience.retry import RetryPolicy
 from mcp_router.routing.engine import RoutingDecision, RoutingEngine
 
@@ -123,15 +124,23 @@ class Forwarder:
         self._admit("tool", exposed, arguments)  # first: a refused call moves no balancer
         entry, decision = self.tool_decision(exposed)
         original = entry.original_name
-        return await self._run(
-            "tool",
-            exposed,
-            decision,
-            lambda b: b.call_tool(
+
+        async def call(b: Backend) -> types.CallToolResult:
+            result = await b.call_tool(
                 original, arguments, progress_callback=progress_callback, meta=meta
-            ),
-            safe_to_retry=entry.safe_to_retry,
-        )
+            )
+            # resource links/embedded resources point at the exposed, readable URIs
+            index = self.manager.index
+            return expose_tool_result(
+                result,
+                index.uri_codec,
+                index.handed_out,
+                backend=b.name,
+                group=entry.group,
+                namespace=entry.namespace,
+            )
+
+        return await self._run("tool", exposed, decision, call, safe_to_retry=entry.safe_to_retry)
 
     async def read_resource(self, exposed_uri: str) -> types.ReadResourceResult:
         """Read a resource (listed or a template instance) by its exposed URI."""
@@ -162,13 +171,20 @@ class Forwarder:
         decision = self.group_decision(
             exposed, entry.group, original, lambda b: original in b.catalog.prompts
         )
-        return await self._run(
-            "prompt",
-            exposed,
-            decision,
-            lambda b: b.relayed(lambda s: s.get_prompt(original, arguments)),
-            safe_to_retry=True,
-        )
+
+        async def get(b: Backend) -> types.GetPromptResult:
+            result = await b.relayed(lambda s: s.get_prompt(original, arguments))
+            index = self.manager.index
+            return expose_prompt_result(
+                result,
+                index.uri_codec,
+                index.handed_out,
+                backend=b.name,
+                group=entry.group,
+                namespace=entry.namespace,
+            )
+
+        return await self._run("prompt", exposed, decision, get, safe_to_retry=True)
 
     async def complete(
         self,
