@@ -25,7 +25,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp_router.backends.capabilities import DeclaringClient
 from mcp_router.gateway.instructions import TOTAL_CHARS
 from mcp_router.gateway.server import INSTRUCTIONS
-from support import EVERYTHING, PYTHON, SERVERS, router_http, write_config
+from support import EVERYTHING, PYTHON, SERVERS, run_router, write_config
 
 pytestmark = [
     pytest.mark.timeout(150),
@@ -62,7 +62,8 @@ def router_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             {"name": CAPS_OWN, "command": PYTHON, "args": caps, "session_mode": "per_client"},
         ],
     )
-    with router_http(config, timeout=60) as base:
+    with run_router(config, timeout=60) as router:
+        base = router.base
         yield f"{base}/mcp"
 
 

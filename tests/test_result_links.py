@@ -23,7 +23,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp_router.backends.manager import AggregatedIndex
 from mcp_router.links import HandedOutUris, expose_tool_result
 from mcp_router.naming import UriCodec
-from support import EVERYTHING, PYTHON, SERVERS, router_http, write_config
+from support import EVERYTHING, PYTHON, SERVERS, run_router, write_config
 
 pytestmark = [
     pytest.mark.timeout(90),
@@ -51,7 +51,8 @@ def router_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             },
         ],
     )
-    with router_http(config, timeout=60) as base:
+    with run_router(config, timeout=60) as router:
+        base = router.base
         yield f"{base}/mcp"
 
 

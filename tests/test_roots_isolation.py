@@ -26,7 +26,7 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-from support import EVERYTHING, NODE_BIN, router_http, write_config
+from support import EVERYTHING, NODE_BIN, run_router, write_config
 
 FILESYSTEM = NODE_BIN / "mcp-server-filesystem"
 
@@ -84,7 +84,8 @@ def per_client_url(
         dirs["cmdline"],
         session_mode="per_client",
     )
-    with router_http(config, timeout=60) as base:
+    with run_router(config, timeout=60) as router:
+        base = router.base
         yield f"{base}/mcp"
 
 
@@ -92,7 +93,8 @@ def per_client_url(
 def shared_url(tmp_path_factory: pytest.TempPathFactory, dirs: dict[str, Path]) -> Iterator[str]:
     """A router whose two backends are shared by every client (the default)."""
     config = _config(tmp_path_factory.mktemp("shared") / "backends.yaml", dirs["cmdline"])
-    with router_http(config, timeout=60) as base:
+    with run_router(config, timeout=60) as router:
+        base = router.base
         yield f"{base}/mcp"
 
 

@@ -19,12 +19,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastmcp.server.middleware import Middleware, MiddlewareContext
-from mcp_router.gateway.relay import FrontCall, current_call
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from mcp_router.backends.backend import Backend
 from mcp_router.backends.catalog import BackendCatalog
 from mcp_router.backends.manager import AggregatedIndex, BackendManager
+from mcp_router.call_context import FrontCall, current_call
 
 _CACHE_LIMIT = 256
 
@@ -102,7 +102,7 @@ class CapabilityViews(Middleware):
         if hidden is None:
             offered: dict[str, list[BackendCatalog]] = {}
             for backend, catalog in chosen:
-                offered.setdefault(self._manager.group_id(backend), []).append(catalog)
+                offered.setdefault(backend.namespace, []).append(catalog)
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
             hidden = self._cache[key] = _Hidden(index, offered)
