@@ -86,7 +86,9 @@ async def _until_in_flight(base: str, count: int, timeout: float = 30) -> None:
     line = 'mcp_router_backend_in_flight{backend="slowpoke"} ' + f"{count:.1f}"
     async with httpx2.AsyncClient(timeout=5) as http:
         with anyio.fail_after(timeout):
-            while line not in (await http.get(f"{base}/metrics")).text:
+            while True:
+                if line in (await http.get(f"{base}/metrics")).text:
+                    return
                 await anyio.sleep(0.1)
 
 
