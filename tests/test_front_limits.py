@@ -284,7 +284,9 @@ def test_one_client_flooding_initialize_gets_only_its_share(
         f"\n500 initializes by one token in {elapsed:.1f} s: {statuses}; "
         f"RSS {rss_before // 1024} -> {rss_after // 1024} MiB; another token still gets in"
     )
-    assert statuses == {200: 3, 429: 497}
+    # 3 at a time; idle reaping (3 s here) frees slots while the flood goes on
+    assert set(statuses) == {200, 429}
+    assert 3 <= statuses[200] <= 3 * (1 + int(elapsed / 3)), (statuses, elapsed)
     assert rss_after - rss_before < 20 * 1024
 
 

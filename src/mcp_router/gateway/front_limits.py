@@ -294,15 +294,25 @@ class SessionLimits:
             await self._refuse(send, identity, *refusal)
             return
         self._pending[identity] += 1
-        opened: str | None = None
+        pending = True
+
+        def settle() -> None:
+            nonlocal pending
+            if pending:
+                pending = False
+                self._pending[identity] -= 1
+                if self._pending[identity] <= 0:
+                    del self._pending[identity]
 
         async def watch(message: dict[str, Any]) -> None:
-            nonlocal opened
-            if message["type"] == "http.response.start" and message["status"] < 400:
-                for name, value in message.get("headers", []):
-                    if name.lower() == b"mcp-session-id":
-                        opened = value.decode("latin-1")
-                        self._owned[identity].add(opened)
+            if message["type"] == "http.response.start":
+                if message["status"] < 400:
+                    for name, value in message.get("headers", []):
+                        if name.lower() == b"mcp-session-id":
+                            self._owned[identity].add(value.decode("latin-1"))
+                # Counted as open (or refused) from here on, not when the app returns: the
+                # client may have its answer, and send its next initialize, before that.
+                settle()
             await send(message)
 
         self.lifecycle.enter(http=True)
@@ -310,9 +320,7 @@ class SessionLimits:
             await self.app(scope, receive, watch)
         finally:
             self.lifecycle.leave(http=True)
-            self._pending[identity] -= 1
-            if self._pending[identity] <= 0:
-                del self._pending[identity]
+            settle()
             self._prune()
 
     async def _sse_session(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
