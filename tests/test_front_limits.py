@@ -412,3 +412,25 @@ def test_metric_labels_come_from_the_catalog_not_from_clients() -> None:
     assert len(series) <= 6, series
     assert any("items" in name for name in names)  # template reads: labelled by the template
     assert len(text) < 20_000
+
+
+def test_sse_front_caps_open_streams_per_client(config: Path) -> None:
+    env = {"MCP_MAX_SESSIONS_PER_CLIENT": "2"}
+    log = config.parent / "sse.log"
+    with run_router(config, log, transport="sse", env=env, timeout=90) as router:
+        url = f"{router.base}/sse"
+        with httpx2.Client(timeout=30) as http, contextlib.ExitStack() as streams:
+            for _ in range(2):
+                stream = streams.enter_context(http.stream("GET", url))
+                assert stream.status_code == 200
+            refused = http.get(url)
+            assert refused.status_code == 429
+            assert "MCP_MAX_SESSIONS_PER_CLIENT" in refused.json()["error"]["message"]
+        # the streams are closed: their slots are free again
+        deadline = time.monotonic() + 10
+        while True:
+            with httpx2.Client(timeout=30) as http, http.stream("GET", url) as stream:
+                if stream.status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "slots not freed"
+            time.sleep(0.2)
