@@ -46,14 +46,16 @@ def _config(tmp_path: Path) -> Path:
 
 def _start_http(config: Path, grace: float) -> tuple[subprocess.Popen[Any], str]:
     port = free_port()
+    log = (config.parent / "router.log").open("w")  # closed with the process; read on failure
     proc = subprocess.Popen(
         router_cmd(config, "--transport", "http", "--port", str(port)),
         env=child_env(MCP_SHUTDOWN_GRACE_SECONDS=str(grace), MCP_WATCH_CONFIG="false"),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log,
         start_new_session=True,
     )
+    log.close()
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{base}/ready", 30, proc, status=200)
@@ -145,7 +147,8 @@ def test_sigterm_on_http_front_lets_eight_in_flight_calls_finish(tmp_path: Path)
     assert seen["initialize"][0] == 503
     assert "shutting down" in seen["initialize"][1]["error"]["message"]
     completed = [o for o in outcomes if isinstance(o, dict) and o.get("instance") == "slowpoke"]
-    assert len(completed) == CALLS, outcomes
+    log = (tmp_path / "router.log").read_text()
+    assert len(completed) == CALLS, (outcomes, log[-4000:])
     assert sorted(o["x"] for o in completed) == list(range(CALLS))
     assert proc.returncode == 0
     assert exited_in < 10

@@ -264,11 +264,51 @@ class SessionLimits:
         await self.app(scope, receive, send)
 
     async def _counted(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        self.lifecycle.enter(http=True)
+        await self._until_answered(scope, receive, send, self.app)
+
+    async def _until_answered(
+        self, scope: dict[str, Any], receive: Any, send: Any, app: ASGIApp
+    ) -> None:
+        """Run ``app``, counting the request in flight until its response is complete.
+
+        The SDK streams a POST's answer from the session's own task, so the app may return
+        before the response is complete: the count ends with the response's last body (or
+        the client going away), which is what a drain must wait for.
+        """
+        lifecycle = self.lifecycle
+        lifecycle.enter(http=True)
+        counted = True
+        started = False
+
+        def done() -> None:
+            nonlocal counted
+            if counted:
+                counted = False
+                lifecycle.leave(http=True)
+
+        async def watched_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            try:
+                await send(message)
+            finally:
+                if message["type"] == "http.response.start":
+                    started = True
+                elif message["type"] == "http.response.body" and not message.get("more_body"):
+                    done()
+
+        async def watched_receive() -> dict[str, Any]:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                done()
+            return message
+
         try:
-            await self.app(scope, receive, send)
-        finally:
-            self.lifecycle.leave(http=True)
+            await app(scope, watched_receive, watched_send)
+        except BaseException:
+            done()
+            raise
+        if not started:
+            done()
 
     def _refusal(self, identity: str) -> tuple[int, str] | None:
         if self.lifecycle.draining:
@@ -304,22 +344,23 @@ class SessionLimits:
                 if self._pending[identity] <= 0:
                     del self._pending[identity]
 
-        async def watch(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                if message["status"] < 400:
-                    for name, value in message.get("headers", []):
-                        if name.lower() == b"mcp-session-id":
-                            self._owned[identity].add(value.decode("latin-1"))
-                # Counted as open (or refused) from here on, not when the app returns: the
-                # client may have its answer, and send its next initialize, before that.
-                settle()
-            await send(message)
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            async def watch(message: dict[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    if message["status"] < 400:
+                        for name, value in message.get("headers", []):
+                            if name.lower() == b"mcp-session-id":
+                                self._owned[identity].add(value.decode("latin-1"))
+                    # Counted as open (or refused) from here on, not when the app returns:
+                    # the client may have its answer, and send its next initialize, before.
+                    settle()
+                await send(message)
 
-        self.lifecycle.enter(http=True)
-        try:
             await self.app(scope, receive, watch)
+
+        try:
+            await self._until_answered(scope, receive, send, app)
         finally:
-            self.lifecycle.leave(http=True)
             settle()
             self._prune()
 
