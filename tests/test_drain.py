@@ -75,7 +75,9 @@ async def _slow_calls(base: str, seconds: float) -> list[Any]:
                 result = await client.session.call_tool("s_slow", {"seconds": seconds, "x": i})
                 outcomes[i] = result.structured_content
         except Exception as exc:  # what a cut call looks like to the client
-            outcomes[i] = exc
+            # the answer counts even if the session's GET stream is cut at exit afterwards
+            if outcomes[i] is None:
+                outcomes[i] = exc
 
     async with anyio.create_task_group() as tg:
         for i in range(CALLS):

@@ -270,7 +270,12 @@ class FrontServer(uvicorn.Server):
             lifecycle.busy,
             grace,
         )
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         if await lifecycle.wait_idle(grace):
+            # The last answers are written; give clients a moment to read them before their
+            # GET streams are cut (a client whose stream breaks may drop what it just got).
+            await asyncio.sleep(max(0.0, min(1.0, grace - (loop.time() - started))))
             logger.info("drained: no request in flight; stopping")
         else:
             logger.warning(
