@@ -158,21 +158,52 @@ async def _serve(config: RouterConfig, settings: RouterSettings) -> None:
 
 
 async def _serve_stdio(router: Any) -> None:
-    """The stdio front, with SIGTERM/SIGINT stopping the backends before the process exits.
+    """The stdio front; SIGTERM/SIGINT drain it, then stop the backends and exit.
 
+    The first signal starts a drain: requests in flight get up to
+    ``MCP_SHUTDOWN_GRACE_SECONDS`` to finish and be answered; then every backend (children
+    and their process groups) is stopped. A second signal skips what is left of the grace.
     The SDK reads stdin in a thread that cannot be interrupted, so a signal cannot unwind the
-    server normally: stop every backend (children and their process groups) and exit.
+    server normally: the process exits once the backends are stopped.
     """
+    lifecycle = router.lifecycle
+    grace = router.settings.shutdown_grace_seconds
+
+    async def stop_and_exit() -> None:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+            await router.stop(force=True)
+        logging.shutdown()
+        os._exit(0)
+
+    async def drain_and_exit(signum: int) -> None:
+        lifecycle.begin_drain()
+        logger.info(
+            "signal %d: draining %d request(s) in flight, up to %g s (MCP_SHUTDOWN_GRACE_SECONDS)",
+            signum,
+            lifecycle.busy,
+            grace,
+        )
+        if await lifecycle.wait_idle(grace):
+            await anyio.sleep(0.25)  # the last answers are on their way to stdout
+            logger.info("drained: stopping the backends and exiting")
+        else:
+            logger.warning(
+                "grace period over with %d request(s) in flight: stopping the backends",
+                lifecycle.busy,
+            )
+        await stop_and_exit()
+
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with anyio.create_task_group() as tg:
 
             async def on_signal() -> None:
+                draining = False
                 async for signum in signals:
-                    logger.info("signal %d: stopping the backends and exiting", signum)
-                    with anyio.CancelScope(shield=True), anyio.move_on_after(10):
-                        await router.stop(force=True)
-                    logging.shutdown()
-                    os._exit(0)
+                    if draining:
+                        logger.info("signal %d again: stopping now", signum)
+                        await stop_and_exit()
+                    draining = True
+                    tg.start_soon(drain_and_exit, signum)
 
             tg.start_soon(on_signal)
             await router.server.run_stdio_async(show_banner=False)

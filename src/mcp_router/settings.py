@@ -91,6 +91,15 @@ class RouterSettings(BaseSettings):
     allowed_origins: str | None = None  # extra browser Origins (comma-separated, globs)
     rate_limit_per_second: float | None = Field(default=None, gt=0)
     rate_limit_burst: int | None = Field(default=None, ge=1)
+    # Front limits (HTTP front; stdio has one client). What a client gets when it hits one is in
+    # README.md's settings table. 64 KiB of request line + headers is 4-8x what nginx (32 KiB)
+    # and Node (16 KiB) accept, room for large JWTs and cookies, and a flood of it costs nothing.
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    header_timeout_seconds: float = Field(default=10.0, gt=0)  # until the headers' blank line
+    max_sessions: int = Field(default=1000, ge=1)  # open streamable-HTTP sessions, all clients
+    max_sessions_per_client: int = Field(default=100, ge=1)  # per token/JWT subject, else per IP
+    session_idle_seconds: float = Field(default=600.0, gt=0)  # no request in flight that long
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)  # SIGTERM: in-flight calls finish
     otlp_endpoint: str | None = None  # else OTEL_EXPORTER_OTLP_ENDPOINT; unset = no tracing
     # Seals the multi-round-trip `requestState` the router hands 2026-07-28 clients (AES-GCM,
     # via the SDK's RequestStateBoundary). Unset: a key generated per process, so a state is

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -39,6 +40,35 @@ logger = logging.getLogger("mcp_router.auth")
 _PEM_MARKER = "-----BEGIN "
 # Past this many distinct clients the least recently seen bucket is dropped (memory bound).
 _MAX_BUCKETS = 10_000
+
+
+# RFC 7235: the scheme (case-insensitive), then one or more spaces or tabs, then the token.
+_BEARER = re.compile(r"bearer[ \t]+([^ \t].*?)[ \t]*", re.IGNORECASE | re.DOTALL)
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` value, or None."""
+    if not authorization:
+        return None
+    match = _BEARER.fullmatch(authorization)
+    return match.group(1) if match else None
+
+
+def client_identity(scope: dict[str, Any]) -> str:
+    """Who opens a session, for per-client limits: JWT subject, token identity, or address.
+
+    Read from the ASGI scope after authentication: static tokens are known by their digest's
+    client id (never the token itself), JWTs by their ``sub``; unauthenticated clients by IP.
+    """
+    user = scope.get("user")
+    token = getattr(user, "access_token", None)
+    if token is not None:
+        subject = (token.claims or {}).get("sub")
+        if subject:
+            return f"sub:{subject}"
+        return f"token:{token.client_id}"
+    client = scope.get("client")
+    return f"ip:{client[0]}" if client else "ip:unknown"
 
 
 def _digest(token: str) -> str:
@@ -140,10 +170,8 @@ class FrontAuth:
         """Check an ``Authorization`` header value; the token's identity, or None."""
         if self.provider is None:
             return None
-        if not authorization or authorization[:7].lower() != "bearer ":
-            return None
-        token = authorization[7:].strip()
-        if not token:
+        token = bearer_token(authorization)
+        if token is None:
             return None
         try:
             return await self.provider.verify_token(token)

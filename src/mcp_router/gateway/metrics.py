@@ -12,6 +12,7 @@ never becomes a label. The other labels are fixed vocabularies (kind, outcome, s
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastmcp.exceptions import NotFoundError
@@ -27,6 +28,25 @@ _STATES = ("closed", "open", "half_open")
 # Names clients ask for that do not exist are not used as label values: a client could
 # otherwise grow the registry without bound.
 UNKNOWN_NAME = "<unknown>"
+_EXPRESSION = re.compile(r"\{([+#./;?&]?)[^}]*\}")
+
+
+def _template_pattern(template: str) -> re.Pattern[str]:
+    """A regex matching the URIs a (RFC 6570) URI template expands to, closely enough."""
+    parts: list[str] = []
+    pos = 0
+    for match in _EXPRESSION.finditer(template):
+        parts.append(re.escape(template[pos : match.start()]))
+        operator = match.group(1)
+        if operator in ("+", "#"):
+            parts.append(".*")
+        elif operator in ("?", "&"):
+            parts.append("(?:[?&].*)?")
+        else:
+            parts.append("[^/?#]*")
+        pos = match.end()
+    parts.append(re.escape(template[pos:]))
+    return re.compile("".join(parts), re.DOTALL)
 
 
 class RouterMetrics:
@@ -35,6 +55,7 @@ class RouterMetrics:
     def __init__(self, manager: BackendManager) -> None:
         self._manager = manager
         self._known_backends: set[str] = set()
+        self._templates_of: tuple[object, list[tuple[re.Pattern[str], str]]] | None = None
         self.registry = CollectorRegistry(auto_describe=True)
         self.calls = Counter(
             "mcp_router_requests_total",
@@ -104,10 +125,33 @@ class RouterMetrics:
             registry=self.registry,
         )
 
+    def label(self, kind: str, exposed: str) -> str:
+        """The ``name`` label of a request: a name the catalog lists, else ``<unknown>``.
+
+        Clients choose the names and URIs they send (a resource template takes any URI that
+        fits it), so the label is drawn from the catalog: a listed name or URI, or for a
+        template instance the exposed template; anything else is ``<unknown>``.
+        """
+        index = self._manager.index
+        if kind == "tool":
+            return exposed if exposed in index.tools else UNKNOWN_NAME
+        if kind == "prompt":
+            return exposed if exposed in index.prompts else UNKNOWN_NAME
+        if exposed in index.resources:
+            return exposed
+        cached = self._templates_of
+        if cached is None or cached[0] is not index:
+            patterns = [(_template_pattern(t), t) for t in index.templates]
+            cached = self._templates_of = (index, patterns)
+        for pattern, template in cached[1]:
+            if pattern.fullmatch(exposed):
+                return template
+        return UNKNOWN_NAME
+
     def observe(self, record: CallRecord) -> None:
         """Count one finished routed request."""
         backend = redact(record.backend) if record.backend else "none"
-        name = redact(record.exposed)
+        name = redact(self.label(record.kind, record.exposed))
         self.calls.labels(record.kind, name, backend, record.outcome).inc()
         self.latency.labels(record.kind, backend).observe(record.duration_ms / 1000)
         retries = record.attempts - 1 - record.failovers

@@ -30,6 +30,7 @@ from mcp_router.gateway.discovery import (
 )
 from mcp_router.gateway.entry import CallEntry
 from mcp_router.gateway.instructions import aggregate as aggregate_instructions
+from mcp_router.gateway.lifecycle import Lifecycle, LifecycleGate
 from mcp_router.gateway.management import register_management_tools
 from mcp_router.gateway.metrics import RouterMetrics, UnknownNameMetrics
 from mcp_router.gateway.middleware import RoutingMiddleware
@@ -134,24 +135,37 @@ class Router:
     limiter: ClientRateLimiter | None = None
     reloader: ConfigReloader | None = None
     governance: Governance | None = None
-    ready: anyio.Event = field(default_factory=anyio.Event)
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
     _task: asyncio.Task[None] | None = None
     _stop: anyio.Event = field(default_factory=anyio.Event)
     _users: int = 0
 
-    async def start(self) -> None:
-        """Start every backend and wait for discovery (bounded); idempotent, reference-counted.
+    def __post_init__(self) -> None:
+        # A request that arrives before discovery ends waits for it, up to the longest time
+        # discovery can take (every backend's connect timeout runs concurrently), plus slack.
+        timeouts = [b.config.connect_timeout_seconds for b in self.manager.backends.values()]
+        self.lifecycle.discovery_wait_seconds = max(timeouts, default=0) + 10
+        self.server.middleware.insert(0, LifecycleGate(self.lifecycle))
 
+    @property
+    def ready(self) -> anyio.Event:
+        """Set once the first discovery is done (whatever it found)."""
+        return self.lifecycle.discovered
+
+    async def start(self, *, wait: bool = True) -> None:
+        """Start every backend; idempotent, reference-counted.
+
+        With ``wait`` it returns once discovery is done (bounded); without, at once (the
+        front serves meanwhile: :class:`LifecycleGate` holds catalog requests until then).
         The backends' supervisors live in a task of their own, so the server may enter and
         leave its lifespan from different tasks (as FastMCP's stdio runner does).
         """
         self._users += 1
-        if self._task is not None:
+        if self._task is None:
+            self._stop = anyio.Event()
+            self._task = asyncio.create_task(self._supervise(), name="mcp-router-backends")
+        if wait:
             await self.ready.wait()
-            return
-        self._stop = anyio.Event()
-        self._task = asyncio.create_task(self._supervise(), name="mcp-router-backends")
-        await self.ready.wait()
 
     async def _supervise(self) -> None:
         try:
@@ -244,7 +258,7 @@ class Router:
         task, self._task = self._task, None
         self._stop.set()
         await task
-        self.ready = anyio.Event()
+        self.lifecycle.reset()
         await anyio.to_thread.run_sync(telemetry.flush_tracing)  # last spans out before exit
 
 
@@ -272,7 +286,7 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
 
     @asynccontextmanager
     async def lifespan(_server: FastMCP) -> AsyncIterator[dict[str, Any]]:
-        await router.start()
+        await router.start(wait=False)  # serve at once; discovery goes on in the background
         try:
             yield {}
         finally:
@@ -357,15 +371,10 @@ def _register_http_routes(router: Router) -> None:
 
     @server.custom_route("/ready", methods=["GET"], include_in_schema=False)
     async def ready(_request: Request) -> Response:
-        backends = list(manager.backends.values())
-        connected = sum(1 for b in backends if b.state.value == "connected")
-        body = {
-            "ready": router.ready.is_set(),
-            "backends": len(backends),
-            "connected": connected,
-            "tools": len(manager.index.tools),
-        }
-        return JSONResponse(body, status_code=200 if router.ready.is_set() else 503)
+        # 503 until discovery is done and a backend is connected, and again while draining;
+        # the body says why, so an operator does not have to read the logs.
+        is_ready, body = router.lifecycle.readiness(manager)
+        return JSONResponse(body, status_code=200 if is_ready else 503)
 
     @server.custom_route("/metrics", methods=["GET"], include_in_schema=False)
     async def metrics(_request: Request) -> Response:
