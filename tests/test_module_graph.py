@@ -28,14 +28,14 @@ KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset({})
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # the file config and the process settings (MCP_* env) are one layer: each reads the other
     ("config", ("config", "settings")),
-    ("naming", ("naming", "shaping")),
+    ("naming", ("naming", "shaping", "links")),
     ("logs", ("logs", "secrets", "errors", "call_context")),
     ("resilience", ("resilience",)),
     ("backends", ("backends",)),
     ("routing", ("routing",)),
     # reload watches the file and hands a diff to a ReloadTarget: the gateway's router uses it
     ("reload", ("reload",)),
-    ("gateway", ("gateway", "telemetry")),
+    ("gateway", ("gateway", "telemetry", "governance")),
     ("cli", ("cli", "app", "importer", "template")),
 )
 
