@@ -44,6 +44,7 @@ async def test_a_changed_description_and_schema_reach_clients_under_the_same_nam
             assert before["mut_target"].description == "Echo the text back (version 1)."
             assert "count" not in before["mut_target"].input_schema["properties"]
 
+            seen = notified.count(LIST_CHANGED)
             result = await caller.session.call_tool(
                 "mut_mutate_tool",
                 {"description": "Echo it, counted (version 2).", "parameter": "count"},
@@ -51,11 +52,16 @@ async def test_a_changed_description_and_schema_reach_clients_under_the_same_nam
             assert not result.is_error, result.content
 
             async def both_told() -> bool:
-                return notified.count(LIST_CHANGED) >= 2  # the caller and the other client
+                # the caller and the other client, each told after the change
+                return notified.count(LIST_CHANGED) >= seen + 2
 
             await wait_until_async(both_told, 30, "tools/list_changed at both clients")
-            after = {t.name: t for t in (await watcher.session.list_tools()).tools}
-            target = after["mut_target"]
+            async def listed_target() -> Any:
+                tools = {t.name: t for t in (await watcher.session.list_tools()).tools}
+                changed = tools["mut_target"].description != before["mut_target"].description
+                return tools["mut_target"] if changed else None
+
+            target = await wait_until_async(listed_target, 30, "the new definition listed")
             assert target.description == "Echo it, counted (version 2)."
             assert "count" in target.input_schema["properties"]
             called = await watcher.session.call_tool("mut_target", {"text": "ab", "count": "2"})
