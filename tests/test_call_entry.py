@@ -46,6 +46,7 @@ async def test_router_call_tool_relays_server_everythings_sampling_to_its_caller
     async with in_process_router(config) as router:
         server = router.server._mcp_server
         async with Client(server, mode="legacy", sampling_callback=_sampler("sampled-A")) as a:
+            await a.session.list_tools()  # as clients do: its catalog is its capabilities'
             by_search = await a.session.call_tool(
                 "router_call_tool",
                 {"name": "every_trigger-sampling-request", "arguments": {"prompt": "hi"}},

@@ -56,6 +56,7 @@ async def test_a_changed_description_and_schema_reach_clients_under_the_same_nam
                 return notified.count(LIST_CHANGED) >= seen + 2
 
             await wait_until_async(both_told, 30, "tools/list_changed at both clients")
+
             async def listed_target() -> Any:
                 tools = {t.name: t for t in (await watcher.session.list_tools()).tools}
                 changed = tools["mut_target"].description != before["mut_target"].description

@@ -28,8 +28,7 @@ from mcp_router.config.models import RouterConfig
 from mcp_router.gateway.front_limits import with_header_limits
 from mcp_router.gateway.server import build_router
 from mcp_router.settings import load_settings
-from opsupport import RouterProcess, run_router
-from support import PYTHON, SERVERS, free_port, write_config
+from support import PYTHON, SERVERS, RouterProcess, free_port, run_router, write_config
 
 TOKENS = ["alpha-token-1", "beta-token-2", "gamma-token-3"]
 INIT = {

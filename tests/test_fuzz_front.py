@@ -31,8 +31,7 @@ from mcp_router.config.models import RouterConfig
 from mcp_router.gateway.http import build_http_app
 from mcp_router.gateway.server import build_router
 from mcp_router.settings import load_settings
-from opsupport import RouterProcess, run_router
-from support import PYTHON, SERVERS, write_config
+from support import PYTHON, SERVERS, RouterProcess, run_router, write_config
 
 BODY_EXAMPLES = 4_200  # per part: two parts, so each stays within the test timeout
 HEADER_EXAMPLES = 1_600

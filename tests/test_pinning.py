@@ -234,6 +234,10 @@ class _Backend:
         self.config = config
         self.catalog = _Catalog(tools)
 
+    @property
+    def offered(self) -> _Catalog:
+        return self.catalog  # one session: what it offers is its catalog
+
 
 def _index(backend: _Backend) -> Any:
     from mcp_router.backends.manager import build_index

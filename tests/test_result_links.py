@@ -190,9 +190,8 @@ def test_handed_out_uris_are_bounded_per_backend_and_resolve_to_the_backend_that
     resolved = index.resolve_uri("x://grp/4")
     assert resolved is not None
     assert (resolved.group, resolved.original_uri, resolved.owners) == ("grp", "x://4", ("a",))
-    # not handed out: still decoded by the codec, served by any member of the group
-    other = index.resolve_uri("x://grp/9")
-    assert other is not None and other.owners is None
+    # neither handed out, listed nor templated: refused (a backend must opt in to unlisted URIs)
+    assert index.resolve_uri("x://grp/9") is None
 
 
 def test_results_without_resource_content_are_returned_as_the_same_object() -> None:
