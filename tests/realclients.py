@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +21,8 @@ import anyio
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-from support import NODE_BIN, ROOT, child_env
+from support import MIN_NODE, NODE_BIN, ROOT, child_env, node22_dir
 
-MIN_NODE = 22
 CLAUDE = NODE_BIN / "claude"
 INSPECTOR = NODE_BIN / "inspector"
 TS_CLIENT = ROOT / "tests" / "clients" / "ts_client.mjs"
@@ -45,28 +42,6 @@ class Target:
 
 
 Call = tuple[str, dict[str, Any]]
-
-
-def _node_major(node: Path) -> int | None:
-    try:
-        out = subprocess.run(
-            [str(node), "--version"], capture_output=True, text=True, timeout=20, check=True
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    m = re.match(r"v(\d+)\.", out.strip())
-    return int(m.group(1)) if m else None
-
-
-def node22_dir() -> Path | None:
-    """The folder of a Node >= 22 binary: ``node_modules/.bin`` (npm ``node@22``) or the system."""
-    system = shutil.which("node")
-    for candidate in (NODE_BIN / "node", Path(system) if system else None):
-        if candidate is not None and candidate.exists():
-            major = _node_major(candidate)
-            if major is not None and major >= MIN_NODE:
-                return candidate.parent
-    return None
 
 
 def missing(tool: Path) -> str | None:

@@ -6,6 +6,8 @@ import contextlib
 import inspect
 import math
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -43,6 +45,30 @@ SEARCH_TOOLS = frozenset({"router_search_tools", "router_call_tool"})
 STDERR_TAIL = 4000  # characters of a child's stderr quoted when it fails to start
 
 T = TypeVar("T")
+
+
+MIN_NODE = 22  # conformance 0.2 and the Inspector 2.x need it; npm installs node@22 locally
+
+
+def node22_dir() -> Path | None:
+    """The folder of a Node >= 22 binary: ``node_modules/.bin`` (npm ``node@22``) or the system."""
+    system = shutil.which("node")
+    for candidate in (NODE_BIN / "node", Path(system) if system else None):
+        if candidate is not None and candidate.exists():
+            try:
+                out = subprocess.run(
+                    [str(candidate), "--version"],
+                    capture_output=True,
+                    text=True,
+                    timeout=20,
+                    check=True,
+                ).stdout
+            except (OSError, subprocess.SubprocessError):
+                continue
+            m = re.match(r"v(\d+)\.", out.strip())
+            if m and int(m.group(1)) >= MIN_NODE:
+                return candidate.parent
+    return None
 
 
 def free_port() -> int:

@@ -26,7 +26,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,11 +40,13 @@ import pytest
 
 from support import (
     EVERYTHING,
+    MIN_NODE,
     NODE_BIN,
     child_env,
     fastmcp_server,
     free_port,
     kill_group,
+    node22_dir,
     run_router,
     spawn,
     write_config,
@@ -56,7 +57,6 @@ EXPECTED_FILE = HERE / "expected.json"
 TABLE_FILE = HERE / "scenarios.md"
 LOOPBACK_PRELOAD = HERE / "loopback.cjs"
 CONFORMANCE = NODE_BIN / "conformance"
-MIN_NODE = 22
 SUITE_TIMEOUT = 150.0  # one `conformance server --suite all` takes ~7 s on an idle machine
 
 DIRECT = "direct"
@@ -82,33 +82,11 @@ _LISTED = re.compile(r"^\s+- (?P<scenario>\S+)")
 # ------------------------------------------------------------------------------ environment
 
 
-def _node_version(node: Path) -> int | None:
-    try:
-        out = subprocess.run(
-            [str(node), "--version"], capture_output=True, text=True, timeout=20, check=True
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    m = re.match(r"v(\d+)\.", out.strip())
-    return int(m.group(1)) if m else None
-
-
-def node_dir() -> Path | None:
-    """The folder of a Node >= 22 binary: node_modules/.bin (npm ``node@22``) or the system's."""
-    system = shutil.which("node")
-    for candidate in (NODE_BIN / "node", Path(system) if system else None):
-        if candidate is not None and candidate.exists():
-            version = _node_version(candidate)
-            if version is not None and version >= MIN_NODE:
-                return candidate.parent
-    return None
-
-
 def conformance_env() -> tuple[dict[str, str] | None, str]:
     """The environment for ``conformance`` (its Node first on PATH), or None and why not."""
     if not CONFORMANCE.exists():
         return None, "run `npm ci`: package.json pins @modelcontextprotocol/conformance"
-    found = node_dir()
+    found = node22_dir()
     if found is None:
         return None, f"Node >= {MIN_NODE} not found: run `npm ci` (package.json pins node@22)"
     path = os.pathsep.join([str(found), str(NODE_BIN), os.environ.get("PATH", "")])

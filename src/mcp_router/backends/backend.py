@@ -681,11 +681,18 @@ class Backend:
             return self
         return await self.session_for(client_connection(front), modern=front.modern)
 
-    async def session_for(self, connection: Any, *, modern: bool = False) -> Backend:
+    async def session_for(
+        self, connection: Any, *, modern: bool = False, wait: bool = True
+    ) -> Backend:
         """The session serving the client of ``connection``: in ``session_mode: per_client``
         the client's own (opened on first use, closed when it leaves, declaring exactly what
         the client declared); otherwise the shared session of the client's capability profile
         (backends/capabilities.py). A session that could not connect falls back to this one.
+
+        ``wait=False`` (lists) opens a missing profile session in the background and answers
+        with this one meanwhile: a client's first list must not wait for a server process to
+        start (clients time lists out after a few seconds); when the session is up its
+        catalog joins the index and clients are told the lists changed.
         """
         if self._client_of is not None or self._tg is None:
             return self
@@ -700,7 +707,8 @@ class Backend:
             own.profile = profile
             self._profiles[profile] = own
             await self._tg.start(own.run)
-        await own.wait_first_attempt(self.config.connect_timeout_seconds)
+        if wait:
+            await own.wait_first_attempt(self.config.connect_timeout_seconds)
         return own if own.has_session else self
 
     def _child(self, declares: types.ClientCapabilities) -> Backend:

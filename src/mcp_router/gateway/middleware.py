@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import mcp_types as types
 from fastmcp.server.middleware import Middleware, MiddlewareContext
 
 from mcp_router.backends.manager import BackendManager
+from mcp_router.call_context import FrontCall
 from mcp_router.gateway.components import VerbatimPromptResult, VerbatimResourceResult
 from mcp_router.gateway.entry import CallEntry
 
@@ -33,9 +35,28 @@ class RoutingMiddleware(Middleware):
         self, context: MiddlewareContext[types.CallToolRequestParams], call_next: Any
     ) -> Any:
         params = context.message
-        if params.name not in self._manager.index.tools:
+        if params.name not in self._manager.index.tools and not await self._settled(
+            context, params.name
+        ):
             return await call_next(context)
         return await self._entry.call_tool(context.fastmcp_context, params.name, params.arguments)
+
+    async def _settled(self, context: MiddlewareContext[Any], name: str) -> bool:
+        """An unknown name may belong to a capability profile session still opening for this
+        client (lists do not wait for it): wait for those sessions (bounded), then look again."""
+        ctx = context.fastmcp_context
+        rc = ctx.request_context if ctx is not None else None
+        if rc is None:
+            return False
+        call = FrontCall.from_context(ctx)
+        connection = getattr(rc.session, "_connection", None)
+        modern = call.modern if call is not None else False
+        async with anyio.create_task_group() as tg:
+            for backend in list(self._manager.backends.values()):
+                tg.start_soon(lambda b=backend: b.session_for(connection, modern=modern))
+        if name not in self._manager.index.tools:
+            await self._manager.rebuild()  # fold freshly opened sessions' catalogs in
+        return name in self._manager.index.tools
 
     async def on_read_resource(
         self, context: MiddlewareContext[types.ReadResourceRequestParams], call_next: Any

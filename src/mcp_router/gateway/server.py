@@ -286,7 +286,11 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
 
     @asynccontextmanager
     async def lifespan(_server: FastMCP) -> AsyncIterator[dict[str, Any]]:
-        await router.start(wait=False)  # serve at once; discovery goes on in the background
+        # HTTP: the port serves at once (/ready says when discovery is done). stdio: the client
+        # started the router and waits for initialize under its connect timeout, while its
+        # first tools/list often has a much shorter one (Claude Code): answer initialize only
+        # once discovery is done, so the list is immediate.
+        await router.start(wait=settings.transport == "stdio")
         try:
             yield {}
         finally:

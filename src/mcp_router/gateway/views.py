@@ -84,7 +84,7 @@ class CapabilityViews(Middleware):
         chosen: list[tuple[Backend, BackendCatalog]] = []
         stale = False
         for backend in list(self._manager.backends.values()):
-            serving = await backend.session_for(connection, modern=modern)
+            serving = await backend.session_for(connection, modern=modern, wait=False)
             catalog = serving.catalog if serving.has_session else backend.catalog
             if serving is not backend and id(catalog) not in self._indexed:
                 stale = True  # a session just opened: its catalog is not in the index yet

@@ -130,15 +130,7 @@ class Forwarder:
                 original, arguments, progress_callback=progress_callback, meta=meta
             )
             # resource links/embedded resources point at the exposed, readable URIs
-            index = self.manager.index
-            return expose_tool_result(
-                result,
-                index.uri_codec,
-                index.handed_out,
-                backend=b.name,
-                group=entry.group,
-                namespace=entry.namespace,
-            )
+            return self._exposed(expose_tool_result, result, b, entry.group, entry.namespace)
 
         return await self._run("tool", exposed, decision, call, safe_to_retry=entry.safe_to_retry)
 
@@ -174,15 +166,7 @@ class Forwarder:
 
         async def get(b: Backend) -> types.GetPromptResult:
             result = await b.relayed(lambda s: s.get_prompt(original, arguments))
-            index = self.manager.index
-            return expose_prompt_result(
-                result,
-                index.uri_codec,
-                index.handed_out,
-                backend=b.name,
-                group=entry.group,
-                namespace=entry.namespace,
-            )
+            return self._exposed(expose_prompt_result, result, b, entry.group, entry.namespace)
 
         return await self._run("prompt", exposed, decision, get, safe_to_retry=True)
 
@@ -225,6 +209,20 @@ class Forwarder:
             safe_to_retry=True,
         )
         return result.completion
+
+    def _exposed(
+        self, expose: Callable[..., T], result: T, b: Backend, group: str, namespace: str
+    ) -> T:
+        """A backend's result with the URIs it hands out in exposed, readable form."""
+        index = self.manager.index
+        return expose(
+            result,
+            index.uri_codec,
+            index.handed_out,
+            backend=b.name,
+            group=group,
+            namespace=namespace,
+        )
 
     def _admit(self, kind: str, exposed: str, arguments: dict[str, Any] | None) -> None:
         if self.admission is not None:
