@@ -112,6 +112,21 @@ def names(tools: list[types.Tool], prefix: str) -> set[str]:
     return {t.name[len(prefix) + 1 :] for t in tools if t.name.startswith(f"{prefix}_")}
 
 
+async def settled_list(c: Client, quiet: float = 2.0, limit: float = 60.0) -> list[types.Tool]:
+    """The client's tool list once it stops changing: a profile's backend session opens in
+    the background on the client's first list (lists never wait for a server to start), and
+    its tools join the list when it is up (clients are sent list_changed)."""
+    deadline = anyio.current_time() + limit
+    last = (await c.list_tools()).tools
+    stable_since = anyio.current_time()
+    while anyio.current_time() - stable_since < quiet and anyio.current_time() < deadline:
+        await anyio.sleep(0.25)
+        now = (await c.list_tools()).tools
+        if {t.name for t in now} != {t.name for t in last}:
+            last, stable_since = now, anyio.current_time()
+    return last
+
+
 async def test_each_client_lists_what_a_direct_client_with_its_capabilities_lists(
     router_url: str,
 ) -> None:
@@ -120,7 +135,7 @@ async def test_each_client_lists_what_a_direct_client_with_its_capabilities_list
     async def run(profile: str) -> None:
         kw = Answers(profile).callbacks(PROFILES[profile])
         async with Client(router_url, mode="legacy", **kw) as c:
-            routed[profile] = (await c.list_tools()).tools
+            routed[profile] = await settled_list(c)
 
     with anyio.fail_after(120):
         async with anyio.create_task_group() as tg:

@@ -74,8 +74,14 @@ async def test_elicitation_from_a_legacy_backend_reaches_a_modern_client(
         _router(tmp_path) as router,
         _modern(router, elicitation_callback=_elicit, list_roots_callback=_roots) as c,
     ):
+
+        async def elicitation_tool() -> str | None:
+            # the elicitation profile's backend session opens in the background
+            tools = {t.name for t in (await c.list_tools()).tools}
+            return next((n for n in tools if "elicitation" in n and "url" not in n), None)
+
+        elicit = await wait_until_async(elicitation_tool, 30, "the elicitation tool listed")
         tools = {t.name for t in (await c.list_tools()).tools}
-        elicit = next(n for n in tools if "elicitation" in n and "url" not in n)
         answered = await c.call_tool(elicit, {})
         assert not answered.is_error, _text(answered)
         assert "blue" in _text(answered) or "accept" in _text(answered)

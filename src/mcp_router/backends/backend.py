@@ -706,7 +706,7 @@ class Backend:
             own = self._child(profile.declared())
             own.profile = profile
             self._profiles[profile] = own
-            await self._tg.start(own.run)
+            await self._start_child(own)
         if wait:
             await own.wait_first_attempt(self.config.connect_timeout_seconds)
         return own if own.has_session else self
@@ -726,6 +726,17 @@ class Backend:
         own.breaker = self.breaker  # one backend, one circuit, however many sessions
         return own
 
+    async def _start_child(self, own: Backend) -> None:
+        # A task started here inherits the caller's context: without this, the new session's
+        # reader would carry the call that happened to open it as its `current_call`, and
+        # attribute every later client's sampling/elicitation to that one caller.
+        assert self._tg is not None
+        token = current_call.set(None)
+        try:
+            await self._tg.start(own.run)
+        finally:
+            current_call.reset(token)
+
     async def _child_catalog_changed(self, _child: Backend) -> None:
         self._notify_catalog()  # what the backend offers is the union of its sessions'
 
@@ -737,7 +748,7 @@ class Backend:
             own = self._child(exact(declared_by(connection)))
             own._owner = Owner(connection)
             self._per_client[key] = own
-            await self._tg.start(own.run)
+            await self._start_child(own)
             # The connection unwinds its exit stack when the client goes away.
             connection.exit_stack.callback(self._client_left, key)
         await own.wait_first_attempt(self.config.connect_timeout_seconds)
