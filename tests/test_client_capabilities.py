@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import mcp_types as types
 import pytest
+import yaml
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
@@ -62,6 +63,13 @@ def router_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             {"name": CAPS_OWN, "command": PYTHON, "args": caps, "session_mode": "per_client"},
         ],
     )
+    # Each client opens more Python and Node sessions here; a loaded 2-core machine (the
+    # suite runs two workers) starts them slower than the 10 s default.
+    text = config.read_text()
+    data = yaml.safe_load(text)
+    for backend in data["backends"]:
+        backend["connect_timeout_seconds"] = 60
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
     with run_router(config, timeout=60) as router:
         base = router.base
         yield f"{base}/mcp"
