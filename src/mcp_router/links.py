@@ -142,3 +142,22 @@ def expose_prompt_result(
         for m in result.messages
     ]
     return result.model_copy(update={"messages": messages})
+
+
+def expose_read_result(
+    result: types.ReadResourceResult, codec: UriCodec, exposed: str, original: str, group: str
+) -> types.ReadResourceResult:
+    """A ``resources/read`` result with its contents' URIs (the backend's own) in exposed form,
+    so the client can read each of them again; the same object when nothing changes."""
+    if not group or not result.contents:
+        return result  # unprefixed: the backend's URIs are the exposed ones
+    contents = []
+    changed = False
+    for item in result.contents:
+        own = str(item.uri)
+        mine = exposed if own == original else codec.encode(group, own)
+        if mine != own:
+            item = item.model_copy(update={"uri": mine})
+            changed = True
+        contents.append(item)
+    return result.model_copy(update={"contents": contents}) if changed else result

@@ -91,13 +91,11 @@ class CallEntry:
     async def read_resource(self, ctx: Context | None, uri: str) -> types.ReadResourceResult:
         """Read an exposed resource URI; errors are raised as `MCPError`.
 
-        The contents are the backend's, but for their URIs, which are the backend's own: they
-        are given back in exposed form, so the client can read each of them again.
+        The contents' URIs come back in exposed form (`links.expose_read_result`).
         """
-        result = await self._request(
+        return await self._request(
             ctx, "resources/read", uri, lambda: self.forwarder.read_resource(uri), uri=uri
         )
-        return _expose_content_uris(result, uri, self.forwarder)
 
     async def get_prompt(
         self, ctx: Context | None, name: str, arguments: dict[str, str] | None
@@ -174,24 +172,3 @@ def _expose_echoed_uri(exc: MCPError, exposed: str, forwarder: Forwarder) -> Non
         error.message = error.message.replace(f"'{original}'", f"'{exposed}'").replace(
             f'"{original}"', f'"{exposed}"'
         )
-
-
-def _expose_content_uris(
-    result: types.ReadResourceResult, exposed: str, forwarder: Forwarder
-) -> types.ReadResourceResult:
-    index = forwarder.manager.index
-    resolved = index.resolve_uri(exposed)
-    if resolved is None or not resolved.group or not result.contents:
-        return result  # unprefixed: the backend's URIs are the exposed ones
-    contents = []
-    changed = False
-    for item in result.contents:
-        own = str(item.uri)
-        mine = (
-            exposed if own == resolved.original_uri else index.uri_codec.encode(resolved.group, own)
-        )
-        if mine != own:
-            item = item.model_copy(update={"uri": mine})
-            changed = True
-        contents.append(item)
-    return result.model_copy(update={"contents": contents}) if changed else result

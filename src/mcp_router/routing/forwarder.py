@@ -41,7 +41,7 @@ from mcp_router.errors import (
     RoutingError,
     UnknownComponentError,
 )
-from mcp_router.links import expose_prompt_result, expose_tool_result
+from mcp_router.links import expose_prompt_result, expose_read_result, expose_tool_result
 from mcp_router.resilience.retry import RetryPolicy
 from mcp_router.routing.engine import RoutingDecision, RoutingEngine
 
@@ -143,13 +143,13 @@ class Forwarder:
         original, owners = resolved.original_uri, resolved.owners
         serves = None if owners is None else (lambda b: b.name in owners)
         decision = self.group_decision(exposed_uri, resolved.group, original, serves)
-        return await self._run(
-            "resource",
-            exposed_uri,
-            decision,
-            lambda b: b.relayed(lambda s: s.read_resource(original)),
-            safe_to_retry=True,
-        )
+        group, codec = resolved.group, self.manager.index.uri_codec
+
+        async def read(b: Backend) -> types.ReadResourceResult:
+            result = await b.relayed(lambda s: s.read_resource(original))
+            return expose_read_result(result, codec, exposed_uri, original, group)
+
+        return await self._run("resource", exposed_uri, decision, read, safe_to_retry=True)
 
     async def get_prompt(
         self, exposed: str, arguments: dict[str, str] | None
