@@ -25,14 +25,21 @@ def _config(tmp_path: Path) -> Path:
     )
 
 
-async def test_a_changed_description_and_schema_reach_clients_under_the_same_name(
-    tmp_path: Path,
-) -> None:
+def _notifications() -> tuple[list[str], Any]:
+    """The methods of the notifications a client received, and its message handler."""
     notified: list[str] = []
 
     async def on_message(message: Any) -> None:
         if method := getattr(message, "method", None):
             notified.append(method)
+
+    return notified, on_message
+
+
+async def test_a_changed_description_and_schema_reach_clients_under_the_same_name(
+    tmp_path: Path,
+) -> None:
+    notified, on_message = _notifications()
 
     async with in_process_router(_config(tmp_path)) as router:
         server = router.server._mcp_server
@@ -72,11 +79,7 @@ async def test_a_changed_description_and_schema_reach_clients_under_the_same_nam
 async def test_a_burst_of_catalog_changes_becomes_one_notification_per_client(
     tmp_path: Path,
 ) -> None:
-    notified: list[str] = []
-
-    async def on_message(message: Any) -> None:
-        if method := getattr(message, "method", None):
-            notified.append(method)
+    notified, on_message = _notifications()
 
     async with in_process_router(_config(tmp_path)) as router:
         server = router.server._mcp_server
