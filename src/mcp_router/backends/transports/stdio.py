@@ -350,6 +350,8 @@ class StdioTransport(BackendTransport):
         assert process.stdin is not None and process.stdout is not None
         stdin, stdout = process.stdin, process.stdout
 
+        reader_done = anyio.Event()
+
         async def reader() -> None:
             lines = LineReader(limits.max_message_bytes)
             async with read_writer:
@@ -365,6 +367,7 @@ class StdioTransport(BackendTransport):
                 # stdout ended: the child is exiting. Report how, before the session sees EOF.
                 await _wait_exit(process, 0.5)
                 observer.on_process_exit(process.returncode)
+                reader_done.set()
 
         async def writer() -> None:
             try:
@@ -374,7 +377,11 @@ class StdioTransport(BackendTransport):
                         stdin.write((data + "\n").encode())
                         await stdin.drain()
             except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
-                # The child stopped reading: end the session rather than leave requests hanging.
+                # The child stopped reading. When it is exiting, the reader reports how (the
+                # exit is the cause errors should name) and ends the session; a child that
+                # lives on with stdin closed is cut here rather than leave requests hanging.
+                with anyio.move_on_after(1.0):
+                    await reader_done.wait()
                 await read_writer.aclose()
 
         async with anyio.create_task_group() as tg:
