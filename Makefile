@@ -16,7 +16,7 @@ install: ## Install Python deps from uv.lock (installs uv with pip if missing)
 	$(UV) sync --frozen
 
 install-npm: ## Install the npm test servers (server-everything) from package-lock.json
-	@if [ -f package-lock.json ] && { [ ! -x node_modules/.bin/mcp-server-everything ] || [ ! -x node_modules/.bin/conformance ] || [ ! -x node_modules/.bin/claude ] || [ package-lock.json -nt node_modules/.package-lock.json ]; }; then npm ci --no-audit --no-fund; fi
+	@if [ -f package-lock.json ] && { [ ! -x node_modules/.bin/mcp-server-everything ] || [ ! -f node_modules/conformance-2026/dist/index.js ] || [ ! -x node_modules/.bin/claude ] || [ package-lock.json -nt node_modules/.package-lock.json ]; }; then npm ci --no-audit --no-fund; fi
 
 dev: install-npm ## Install with the dev dependencies (pytest, ruff, test servers, npm clients)
 	@command -v $(UV) >/dev/null || python3 -m pip install --quiet uv

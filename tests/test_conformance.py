@@ -56,7 +56,9 @@ HERE = Path(__file__).resolve().parent / "conformance"
 EXPECTED_FILE = HERE / "expected.json"
 TABLE_FILE = HERE / "scenarios.md"
 LOOPBACK_PRELOAD = HERE / "loopback.cjs"
-CONFORMANCE = NODE_BIN / "conformance"
+# Two versions are installed (0.1.16 and, as the npm alias conformance-2026, 0.2.0-alpha.12):
+# both name their binary `conformance`, so each is run by its own path, never via .bin.
+CONFORMANCE = NODE_BIN.parent / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
 SUITE_TIMEOUT = 150.0  # one `conformance server --suite all` takes ~7 s on an idle machine
 
 DIRECT = "direct"
