@@ -41,6 +41,9 @@ def _router_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", help="bind address for http/sse (env MCP_HOST)")
     parser.add_argument("--port", type=int, help="port for http/sse (env MCP_PORT)")
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (env MCP_LOG_LEVEL)")
+    parser.add_argument(
+        "--state-url", help="redis://... shared by a replica set (env MCP_STATE_URL)"
+    )
     sub = parser.add_subparsers(dest="command")
     check = sub.add_parser(
         "check", help="validate the config, connect to every backend, print the catalog"
@@ -99,6 +102,7 @@ def _load(args: argparse.Namespace) -> tuple[RouterSettings, RouterConfig]:
         host=args.host,
         port=args.port,
         log_level=args.log_level,
+        state_url=getattr(args, "state_url", None),
     )
     return settings, load_effective_config(settings)
 

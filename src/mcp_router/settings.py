@@ -105,6 +105,12 @@ class RouterSettings(BaseSettings):
     # via the SDK's RequestStateBoundary). Unset: a key generated per process, so a state is
     # valid only on the replica that issued it; a replica set shares one key.
     state_key: str | None = Field(default=None, repr=False)
+    # Shared state for a replica set (redis:// or rediss://, Redis 7 / Valkey). Unset: every
+    # piece of client state stays in this process, as for one machine. Holds a password: never
+    # logged or shown unredacted (repr=False; logs go through mcp_router.secrets).
+    state_url: str | None = Field(default=None, repr=False)
+    # This replica's name in logs, router_list_backends and /status; default hostname-pid.
+    replica_id: str | None = None
     # What a backend may send (backends/transports): one JSON-RPC message at most
     # max_message_bytes (every transport; 16 MiB holds a 10 MiB image base64-encoded with
     # room to spare, while one message at the limit costs the router ~5x it in memory while it
