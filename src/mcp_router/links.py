@@ -161,3 +161,28 @@ def expose_read_result(
             changed = True
         contents.append(item)
     return result.model_copy(update={"contents": contents}) if changed else result
+
+
+def expose_tool_definition(tool: types.Tool, codec: UriCodec, namespace: str) -> types.Tool:
+    """``tool`` with the UI resource its ``_meta`` names (MCP Apps) in the exposed form.
+
+    An MCP Apps tool points at its interface with ``_meta.ui.resourceUri`` (and, in the first
+    drafts, ``_meta["ui/resourceUri"]``): a ``ui://`` resource the backend lists. Through the
+    router that resource is listed and read under its exposed URI, so the pointer is rewritten
+    the same way; everything else in ``_meta`` passes through. No other ``_meta`` key is
+    touched, and a tool without one is returned as the same object.
+    """
+    meta = tool.meta
+    if not meta:
+        return tool
+    ui = meta.get("ui")
+    nested = ui.get("resourceUri") if isinstance(ui, dict) else None
+    flat = meta.get("ui/resourceUri")
+    if not isinstance(nested, str) and not isinstance(flat, str):
+        return tool
+    new_meta = dict(meta)
+    if isinstance(nested, str) and isinstance(ui, dict):
+        new_meta["ui"] = {**ui, "resourceUri": codec.encode(namespace, nested)}
+    if isinstance(flat, str):
+        new_meta["ui/resourceUri"] = codec.encode(namespace, flat)
+    return tool.model_copy(update={"meta": new_meta})

@@ -21,7 +21,7 @@ from mcp_router.backends.backend import Backend
 from mcp_router.backends.group import BackendGroup, group_backends
 from mcp_router.backends.transports import TransportLimits
 from mcp_router.config.models import RESERVED_NAMESPACE, BackendConfig, RouterConfig
-from mcp_router.links import HandedOutUris
+from mcp_router.links import HandedOutUris, expose_tool_definition
 from mcp_router.naming import NameCodec, UriCodec
 from mcp_router.shaping import ShapedTool, shape_tools
 
@@ -396,6 +396,7 @@ def build_index(
     for collision in [*tool_codec.collisions, *prompt_codec.collisions]:
         logger.warning("name collision: %s", collision.describe())
 
+    uri_codec = UriCodec(list(namespace_of.values()), prefixing=prefixing)  # "" = unprefixed
     exposed_tools: dict[str, ExposedTool] = {}
     for exposed, g, name in tool_codec.items():
         shaped_tool = group_tools[g][name]
@@ -416,7 +417,9 @@ def build_index(
             g,
             namespace_of[g],
             shaped_tool.original,
-            shaped_tool.tool.model_copy(update={"name": exposed}),
+            expose_tool_definition(
+                shaped_tool.tool.model_copy(update={"name": exposed}), uri_codec, namespace_of[g]
+            ),
         )
     exposed_prompts: dict[str, ExposedPrompt] = {}
     for exposed, g, original in prompt_codec.items():
@@ -425,7 +428,6 @@ def build_index(
             exposed, g, namespace_of[g], original, prompt.model_copy(update={"name": exposed})
         )
 
-    uri_codec = UriCodec(list(namespace_of.values()), prefixing=prefixing)  # "" = unprefixed
     resources: dict[str, ExposedResource] = {}
     templates: dict[str, ExposedTemplate] = {}
     for g, members in groups.items():
