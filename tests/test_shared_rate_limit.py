@@ -1,0 +1,349 @@
+"""Per-client rate limits shared by a replica set through Redis (``MCP_STATE_URL``).
+
+A real ``redis-server`` (password protected, no persistence) on an ephemeral loopback port, real
+router processes over HTTP in front of a real FastMCP backend, and the SDK client: three
+replicas hit at once admit about one bucket's worth (burst + rate x elapsed), not three; the
+Lua bucket on its own against the server; Redis stopped while running makes the check fail
+open (one warning, the password redacted) and the shared limit comes back with Redis. Without a
+state URL the buckets stay in the process, as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio
+from mcp.shared.exceptions import MCPError
+
+from mcp_router.config import load_effective_config
+from mcp_router.gateway.server import build_router
+from mcp_router.settings import load_settings
+from mcp_router.state.rate_limit import KEY_PREFIX, RETRY_AFTER, SharedTokenBucket
+from opsupport import bearer_client, sample, scrape
+from support import (
+    RouterProcess,
+    child_env,
+    free_port,
+    kill_group,
+    run_router,
+    wait_until,
+    wait_until_async,
+    write_config,
+)
+
+pytestmark = [
+    pytest.mark.xdist_group("ratelimit"),
+    pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed"),
+]
+
+PASSWORD = "redis-pw-4e7d1c9a"
+STATE_KEY = "state-key-for-tests-0123456789abcdef"  # 32+ characters, shared by the replicas
+RATE = 2.0  # requests/s per client, for the whole replica set
+BURST = 10
+# One identity per test, so each test starts with a full bucket.
+TOKENS = {
+    "alice": "tok-alice-8f2b6d1e",
+    "bob": "tok-bob-3c9a7e5f",
+    "carol": "tok-carol-6b1d4f2a",
+}
+LIMITED = f"mcp-router: rate limit exceeded ({RATE:g} requests/s per client, burst {BURST})"
+
+
+@contextlib.contextmanager
+def redis_server(port: int, log: Path) -> Iterator[subprocess.Popen[Any]]:
+    """``redis-server`` on 127.0.0.1:``port`` with a password and no persistence; killed after."""
+    cmd = [
+        "redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--requirepass",
+        PASSWORD,
+    ]
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+        )
+    try:
+        probe = redis.Redis(port=port, password=PASSWORD, socket_connect_timeout=1)
+
+        def answers() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"redis-server exited: {log.read_text()[-2000:]}")
+            try:
+                return bool(probe.ping())
+            except redis.ConnectionError:
+                return False
+
+        wait_until(answers, 20, f"redis-server on port {port} answers PING")
+        probe.close()
+        yield proc
+    finally:
+        kill_group(proc)
+
+
+def state_url(port: int) -> str:
+    return f"redis://:{PASSWORD}@127.0.0.1:{port}/0"
+
+
+def router_env(port: int, **extra: str) -> dict[str, str]:
+    return child_env(
+        MCP_STATE_URL=state_url(port),
+        MCP_STATE_KEY=STATE_KEY,
+        MCP_AUTH_TOKENS=",".join(f"{name}={token}" for name, token in TOKENS.items()),
+        MCP_RATE_LIMIT_PER_SECOND=f"{RATE:g}",
+        MCP_RATE_LIMIT_BURST=str(BURST),
+        **extra,
+    )
+
+
+@pytest.fixture(scope="module")
+def backend_config(start_server: Callable[..., str], module_tmp: Path) -> Path:
+    return write_config(
+        module_tmp / "backends.yaml", [{"name": "basic", "url": start_server("basic", "http")}]
+    )
+
+
+@pytest.fixture(scope="module")
+def redis_port(module_tmp: Path) -> Iterator[int]:
+    port = free_port()
+    with redis_server(port, module_tmp / "redis.log"):
+        yield port
+
+
+@pytest.fixture(scope="module")
+def replicas(
+    backend_config: Path, redis_port: int, module_tmp: Path
+) -> Iterator[list[RouterProcess]]:
+    """Three routers with the same config, state URL and state key."""
+    with contextlib.ExitStack() as stack:
+        yield [
+            stack.enter_context(
+                run_router(
+                    backend_config,
+                    module_tmp / f"replica-{n}.log",
+                    env=router_env(redis_port, MCP_REPLICA_ID=f"replica-{n}"),
+                    timeout=90,
+                )
+            )
+            for n in range(3)
+        ]
+
+
+async def _call(client: Any) -> MCPError | None:
+    """One routed tools/call: None when admitted, the error when refused."""
+    try:
+        result = await client.call_tool("basic_whoami", {})
+    except MCPError as exc:
+        return exc
+    assert not result.is_error
+    return None
+
+
+# ------------------------------------------------------------------------- across replicas
+
+
+async def test_three_replicas_admit_one_bucket_per_client_not_three(
+    replicas: list[RouterProcess],
+) -> None:
+    for router in replicas:  # the limiter really uses Redis (password never logged)
+        assert "buckets: redis://***@127.0.0.1" in router.stderr()
+    refused: Counter[int] = Counter()
+    errors: list[MCPError] = []
+    async with contextlib.AsyncExitStack() as stack:
+        start = time.monotonic()
+        clients = [
+            await stack.enter_async_context(bearer_client(r.url, TOKENS["alice"])) for r in replicas
+        ]
+        for client in clients:  # the SDK lists tools once to validate results: do it now
+            await client.list_tools()
+        requests = admitted = 2 * len(clients)  # initialize + tools/list per client
+        # Keep going until three independent buckets would have admitted clearly more than
+        # one: 3 x (burst + rate x elapsed) requests and some; a deadline bounds the loop.
+        deadline = start + 120
+        while requests < 3 * (BURST + RATE * (time.monotonic() - start)) + 15:
+            assert time.monotonic() < deadline, "could not send requests fast enough"
+            targets = [n for n in range(len(clients)) for _ in range(2)]
+            outcomes = await asyncio.gather(*(_call(clients[n]) for n in targets))
+            for n, outcome in zip(targets, outcomes, strict=True):
+                requests += 1
+                if outcome is None:
+                    admitted += 1
+                else:
+                    refused[n] += 1
+                    errors.append(outcome)
+        elapsed = time.monotonic() - start
+
+    one_bucket = BURST + RATE * elapsed
+    three_buckets = 3 * one_bucket
+    assert requests >= three_buckets  # enough load for three separate buckets to show
+    assert admitted >= BURST  # the shared bucket starts full
+    assert admitted <= one_bucket + 1, (admitted, one_bucket)  # +1: clock rounding
+    assert admitted < three_buckets / 2
+    assert set(refused) == {0, 1, 2}, f"every replica refuses once the bucket is empty: {refused}"
+    # The same error as the in-process limiter's, and counted by the replica that refused.
+    assert all(e.error.code == -32000 and str(e).startswith(LIMITED) for e in errors), errors[0]
+    counted = sum(sample(scrape(r.base), "mcp_router_rate_limited_total") or 0 for r in replicas)
+    assert counted == len(errors)
+
+
+# -------------------------------------------------------------------------- the Lua bucket
+
+
+@pytest.fixture
+async def store(redis_port: int) -> Any:
+    client = redis.asyncio.from_url(state_url(redis_port))
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def test_the_lua_bucket_admits_burst_then_refills_at_rate_and_expires_when_idle(
+    store: Any,
+) -> None:
+    bucket = SharedTokenBucket(store, prefix=f"{KEY_PREFIX}unit:")
+    client = "session:3f1c-this-is-a-session-id"
+    # Burst 3 at an almost nil rate: three tokens, then none.
+    outcomes = [await bucket.consume(client, 0.001, 3) for _ in range(5)]
+    assert outcomes == [True, True, True, False, False]
+    assert await bucket.consume("ip:10.0.0.7", 0.001, 3)  # another client, its own bucket
+    key = bucket.key(client)
+    assert float(await store.hget(key, "tokens")) < 1
+    # The key holds a digest, not the client key (which may be a session id).
+    keys = [k.decode() for k in await store.keys(f"{KEY_PREFIX}unit:*")]
+    assert key in keys and not any("session" in k or "3f1c" in k for k in keys)
+    # It expires once the bucket would be full again: burst / rate s, plus one.
+    assert 0 < await store.pttl(key) <= 3 / 0.001 * 1000 + 1000
+
+    # 4 tokens/s, burst 1: one token, none, and one again after a quarter of a second.
+    fast = "token:refill"
+    assert await bucket.consume(fast, 4.0, 1)
+    await asyncio.sleep(0.3)
+    assert await bucket.consume(fast, 4.0, 1)
+    assert 0 < await store.pttl(bucket.key(fast)) <= 250 + 1000
+    # Idle, the key goes away by itself (nothing to clean up).
+    await wait_until_async(
+        lambda: _gone(store, bucket.key(fast)), 10, "the idle bucket's key expires"
+    )
+    # A fresh bucket after expiry is full again (same as before it was ever used).
+    assert await bucket.consume(fast, 4.0, 1)
+
+
+async def _gone(store: Any, key: str) -> bool:
+    return not await store.exists(key)
+
+
+async def test_a_smaller_burst_after_reload_caps_the_shared_bucket(store: Any) -> None:
+    bucket = SharedTokenBucket(store, prefix=f"{KEY_PREFIX}unit:")
+    client = "token:reloaded"
+    assert await bucket.consume(client, 0.001, 10)  # 9 tokens left at burst 10
+    outcomes = [await bucket.consume(client, 0.001, 2) for _ in range(4)]
+    assert outcomes == [True, True, False, False]  # capped at the new burst of 2
+
+
+async def test_an_unreachable_redis_fails_open_with_one_redacted_warning_then_recovers(
+    module_tmp: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = free_port()  # nothing listens there yet
+    url = state_url(port)
+    client = redis.asyncio.from_url(url, socket_connect_timeout=1)
+    bucket = SharedTokenBucket(client, url=url)
+    caplog.set_level(logging.INFO, logger="mcp_router.state.rate_limit")
+    try:
+        # Burst 1 at a nil rate would refuse the second request: while Redis is down, none is.
+        assert [await bucket.consume("token:x", 0.001, 1) for _ in range(20)] == [True] * 20
+        assert bucket.failed_open == 20 and bucket.unreachable
+        warnings = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
+        assert len(warnings) == 1, warnings  # at most one line per 10 s
+        assert f"redis://***@127.0.0.1:{port}/0" in warnings[0]
+        assert PASSWORD not in caplog.text
+
+        with redis_server(port, module_tmp / "redis-late.log"):
+            await asyncio.sleep(RETRY_AFTER)  # failed checks skip Redis for this long
+            assert await bucket.consume("token:x", 0.001, 1)
+            assert not await bucket.consume("token:x", 0.001, 1)  # limited again
+            assert not bucket.unreachable
+            assert "answers again" in caplog.text
+    finally:
+        await client.aclose()
+
+
+# -------------------------------------------------------------------- Redis lost mid-run
+
+
+async def test_a_replica_whose_redis_stops_admits_every_request_then_limits_again(
+    backend_config: Path, module_tmp: Path
+) -> None:
+    port = free_port()
+    log = module_tmp / "redis-midrun.log"
+    server = contextlib.ExitStack()
+    server.enter_context(redis_server(port, log))
+    try:
+        with run_router(
+            backend_config, module_tmp / "midrun.log", env=router_env(port), timeout=90
+        ) as router:
+            async with bearer_client(router.url, TOKENS["bob"]) as client:
+                await client.list_tools()
+                outcomes = [await _call(client) for _ in range(BURST + 5)]
+                assert any(o is not None for o in outcomes), "the shared limit applies"
+
+                server.close()  # redis-server killed while the replica runs
+                before = len(router.stderr())
+                outcomes = [await _call(client) for _ in range(2 * BURST)]
+                assert outcomes == [None] * (2 * BURST)  # fail open: every request admitted
+                text = router.wait_log("unreachable", start=before)[before:]
+                assert text.count("shared rate limit:") == 1  # one warning, not one per request
+                assert f"redis://***@127.0.0.1:{port}/0 unreachable" in text
+                assert PASSWORD not in router.stderr()
+
+                server.enter_context(redis_server(port, log))  # Redis is back (empty)
+
+                async def limited_again() -> bool:
+                    return await _call(client) is not None
+
+                await wait_until_async(
+                    limited_again, 60, "requests are limited again", interval=0.01
+                )
+                router.wait_log("answers again; limits are shared again", start=before)
+    finally:
+        server.close()
+
+
+# ------------------------------------------------------------------- no state URL: as before
+
+
+def test_without_a_state_url_the_buckets_stay_in_the_process(
+    backend_config: Path, redis_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="mcp_router.auth")
+    settings = load_settings(backends_config=str(backend_config), rate_limit_per_second=5.0)
+    router = build_router(load_effective_config(settings), settings)
+    assert router.limiter is not None and router.limiter.shared is None
+    assert "5 requests/s, burst 10 (buckets: in this process)" in caplog.text
+
+    shared_settings = load_settings(
+        backends_config=str(backend_config),
+        rate_limit_per_second=5.0,
+        state_url=state_url(redis_port),
+        state_key=STATE_KEY,
+    )
+    shared = build_router(load_effective_config(shared_settings), shared_settings)
+    assert shared.limiter is not None and isinstance(shared.limiter.shared, SharedTokenBucket)
+    assert shared.limiter.shared.where == f"redis://***@127.0.0.1:{redis_port}/0"
