@@ -2,8 +2,10 @@
 
 A real ``redis-server`` (password protected, no persistence) on an ephemeral loopback port, real
 router processes over HTTP in front of a real FastMCP backend, and the SDK client: three
-replicas hit at once admit about one bucket's worth (burst + rate x elapsed), not three; the
-Lua bucket on its own against the server; Redis stopped while running makes the check fail
+replicas hit at once admit about one bucket's worth (burst + rate x elapsed), not three, both
+when each client talks to its own replica and when a 2026-07-28 client goes through HAProxy
+(``deploy/haproxy.cfg``, round robin per request) to all of them; the Lua bucket on its own
+against the server; Redis stopped while running makes the check fail
 open (one warning, the password redacted) and the shared limit comes back with Redis. Without a
 state URL the buckets stay in the process, as before.
 """
@@ -12,18 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import shutil
 import subprocess
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 import redis
 import redis.asyncio
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from mcp_router.config import load_effective_config
@@ -32,6 +37,7 @@ from mcp_router.settings import load_settings
 from mcp_router.state.rate_limit import KEY_PREFIX, RETRY_AFTER, SharedTokenBucket
 from opsupport import bearer_client, sample, scrape
 from support import (
+    ROOT,
     RouterProcess,
     child_env,
     free_port,
@@ -56,6 +62,7 @@ TOKENS = {
     "alice": "tok-alice-8f2b6d1e",
     "bob": "tok-bob-3c9a7e5f",
     "carol": "tok-carol-6b1d4f2a",
+    "dan": "tok-dan-9e4a2c7b",
 }
 LIMITED = f"mcp-router: rate limit exceeded ({RATE:g} requests/s per client, burst {BURST})"
 
@@ -159,13 +166,45 @@ async def _call(client: Any) -> MCPError | None:
 # ------------------------------------------------------------------------- across replicas
 
 
+async def _hammer(clients: list[Any], start: float, before: int) -> tuple[int, int, list[Any]]:
+    """Call through ``clients`` in rounds until three independent buckets would have admitted
+    clearly more than one: 3 x (burst + rate x elapsed) requests and some (a deadline bounds
+    the loop). ``before`` requests were admitted already. Returns (requests, admitted, errors
+    or None per call)."""
+    requests = admitted = before
+    outcomes: list[Any] = []
+    deadline = start + 120
+    while requests < 3 * (BURST + RATE * (time.monotonic() - start)) + 15:
+        assert time.monotonic() < deadline, "could not send requests fast enough"
+        batch = await asyncio.gather(*(_call(c) for c in clients for _ in range(2)))
+        outcomes += batch
+        requests += len(batch)
+        admitted += sum(o is None for o in batch)
+    return requests, admitted, outcomes
+
+
+def _assert_one_bucket(requests: int, admitted: int, elapsed: float, errors: list[Any]) -> None:
+    one_bucket = BURST + RATE * elapsed
+    three_buckets = 3 * one_bucket
+    assert requests >= three_buckets  # enough load for three separate buckets to show
+    assert admitted >= BURST  # the shared bucket starts full
+    assert admitted <= one_bucket + 1, (admitted, one_bucket)  # +1: clock rounding
+    assert admitted < three_buckets / 2
+    # The same error as the in-process limiter's.
+    assert errors and all(isinstance(e, MCPError) for e in errors)
+    assert all(e.error.code == -32000 and str(e).startswith(LIMITED) for e in errors), errors[0]
+
+
+def _refused_by(replicas: list[RouterProcess]) -> list[float]:
+    return [sample(scrape(r.base), "mcp_router_rate_limited_total") or 0 for r in replicas]
+
+
 async def test_three_replicas_admit_one_bucket_per_client_not_three(
     replicas: list[RouterProcess],
 ) -> None:
     for router in replicas:  # the limiter really uses Redis (password never logged)
         assert "buckets: redis://***@127.0.0.1" in router.stderr()
-    refused: Counter[int] = Counter()
-    errors: list[MCPError] = []
+    refused_before = _refused_by(replicas)
     async with contextlib.AsyncExitStack() as stack:
         start = time.monotonic()
         clients = [
@@ -173,34 +212,99 @@ async def test_three_replicas_admit_one_bucket_per_client_not_three(
         ]
         for client in clients:  # the SDK lists tools once to validate results: do it now
             await client.list_tools()
-        requests = admitted = 2 * len(clients)  # initialize + tools/list per client
-        # Keep going until three independent buckets would have admitted clearly more than
-        # one: 3 x (burst + rate x elapsed) requests and some; a deadline bounds the loop.
-        deadline = start + 120
-        while requests < 3 * (BURST + RATE * (time.monotonic() - start)) + 15:
-            assert time.monotonic() < deadline, "could not send requests fast enough"
-            targets = [n for n in range(len(clients)) for _ in range(2)]
-            outcomes = await asyncio.gather(*(_call(clients[n]) for n in targets))
-            for n, outcome in zip(targets, outcomes, strict=True):
-                requests += 1
-                if outcome is None:
-                    admitted += 1
-                else:
-                    refused[n] += 1
-                    errors.append(outcome)
+        # initialize + tools/list per client were admitted
+        requests, admitted, outcomes = await _hammer(clients, start, 2 * len(clients))
         elapsed = time.monotonic() - start
 
-    one_bucket = BURST + RATE * elapsed
-    three_buckets = 3 * one_bucket
-    assert requests >= three_buckets  # enough load for three separate buckets to show
-    assert admitted >= BURST  # the shared bucket starts full
-    assert admitted <= one_bucket + 1, (admitted, one_bucket)  # +1: clock rounding
-    assert admitted < three_buckets / 2
-    assert set(refused) == {0, 1, 2}, f"every replica refuses once the bucket is empty: {refused}"
-    # The same error as the in-process limiter's, and counted by the replica that refused.
-    assert all(e.error.code == -32000 and str(e).startswith(LIMITED) for e in errors), errors[0]
-    counted = sum(sample(scrape(r.base), "mcp_router_rate_limited_total") or 0 for r in replicas)
-    assert counted == len(errors)
+    errors = [o for o in outcomes if o is not None]
+    _assert_one_bucket(requests, admitted, elapsed, errors)
+    refused = [a - b for a, b in zip(_refused_by(replicas), refused_before, strict=True)]
+    assert all(n > 0 for n in refused), f"every replica refuses once the bucket is empty: {refused}"
+    assert sum(refused) == len(errors)  # each refusal counted by the replica that refused
+
+
+@contextlib.contextmanager
+def haproxy(replicas: list[RouterProcess], workdir: Path) -> Iterator[str]:
+    """HAProxy with ``deploy/haproxy.cfg`` (health checks, balancing, retries as shipped), its
+    replica addresses and listening port pointed at this test's loopback ones; yields its URL."""
+    text = (ROOT / "deploy" / "haproxy.cfg").read_text()
+    port = free_port()
+    text = text.replace("bind :8080", f"bind 127.0.0.1:{port}")
+    for n, router in enumerate(replicas, start=1):
+        shipped = f"server router-{n} router-{n}:8000"
+        assert shipped in text
+        text = text.replace(shipped, f"server router-{n} {router.base.removeprefix('http://')}")
+    cfg = workdir / "haproxy-test.cfg"
+    cfg.write_text(text)
+    log = workdir / "haproxy.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            ["haproxy", "-db", "-f", str(cfg)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"haproxy exited: {log.read_text()[-2000:]}")
+            try:
+                return httpx2.get(f"{base}/ready", timeout=2).status_code == 200
+            except httpx2.HTTPError:
+                return False
+
+        wait_until(ready, 20, "HAProxy forwards /ready")
+        yield f"{base}/mcp"
+    finally:
+        kill_group(proc)
+
+
+@contextlib.asynccontextmanager
+async def modern_client(url: str, token: str, sent: list[str]) -> Any:
+    """A 2026-07-28 client (no protocol session: each request may land on any replica) that
+    records the method of every JSON-RPC request it sends in ``sent``."""
+
+    async def record(request: httpx2.Request) -> None:
+        with contextlib.suppress(ValueError):
+            message = json.loads(request.content)
+            if isinstance(message, dict) and "id" in message:
+                sent.append(message["method"])
+
+    http = httpx2.AsyncClient(
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=httpx2.Timeout(30.0, read=120.0),
+        event_hooks={"request": [record]},
+    )
+    async with (
+        http,
+        Client(streamable_http_client(url, http_client=http), mode="2026-07-28") as client,
+    ):
+        yield client
+
+
+@pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy not installed")
+async def test_a_client_spread_over_three_replicas_by_haproxy_gets_one_bucket(
+    replicas: list[RouterProcess], module_tmp: Path
+) -> None:
+    refused_before = _refused_by(replicas)
+    sent: list[str] = []
+    with haproxy(replicas, module_tmp) as url:
+        start = time.monotonic()
+        async with modern_client(url, TOKENS["dan"], sent) as client:
+            await client.list_tools()
+            before = len(sent)  # all admitted: the client would have failed otherwise
+            requests, admitted, outcomes = await _hammer([client], start, before)
+            elapsed = time.monotonic() - start
+    assert len(sent) == requests  # every request the SDK sent is accounted for
+    errors = [o for o in outcomes if o is not None]
+    _assert_one_bucket(requests, admitted, elapsed, errors)
+    refused = [a - b for a, b in zip(_refused_by(replicas), refused_before, strict=True)]
+    # Round robin per request: every replica served some of this one client's requests.
+    assert all(n > 0 for n in refused), f"HAProxy spread the client over every replica: {refused}"
+    assert sum(refused) == len(errors)
 
 
 # -------------------------------------------------------------------------- the Lua bucket
