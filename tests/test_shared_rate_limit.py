@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -166,32 +167,51 @@ async def _call(client: Any) -> MCPError | None:
 # ------------------------------------------------------------------------- across replicas
 
 
-async def _hammer(clients: list[Any], start: float, before: int) -> tuple[int, int, list[Any]]:
+@dataclass
+class Load:
+    """What a client (or several) sent and got: every outcome is None (admitted) or an error."""
+
+    requests: int
+    admitted: int
+    outcomes: list[MCPError | None]
+    enough_at: float  # seconds from the start when the load was judged enough
+    elapsed: float  # seconds from the start to the last answer
+
+    @property
+    def errors(self) -> list[MCPError]:
+        return [o for o in self.outcomes if o is not None]
+
+
+async def _hammer(clients: list[Any], start: float, before: int) -> Load:
     """Call through ``clients`` in rounds until three independent buckets would have admitted
     clearly more than one: 3 x (burst + rate x elapsed) requests and some (a deadline bounds
-    the loop). ``before`` requests were admitted already. Returns (requests, admitted, errors
-    or None per call)."""
+    the loop). ``before`` requests were sent and admitted already."""
     requests = admitted = before
-    outcomes: list[Any] = []
+    outcomes: list[MCPError | None] = []
     deadline = start + 120
-    while requests < 3 * (BURST + RATE * (time.monotonic() - start)) + 15:
+    while requests < 3 * (BURST + RATE * (enough_at := time.monotonic() - start)) + 15:
         assert time.monotonic() < deadline, "could not send requests fast enough"
         batch = await asyncio.gather(*(_call(c) for c in clients for _ in range(2)))
         outcomes += batch
         requests += len(batch)
         admitted += sum(o is None for o in batch)
-    return requests, admitted, outcomes
+    return Load(requests, admitted, outcomes, enough_at, time.monotonic() - start)
 
 
-def _assert_one_bucket(requests: int, admitted: int, elapsed: float, errors: list[Any]) -> None:
-    one_bucket = BURST + RATE * elapsed
-    three_buckets = 3 * one_bucket
-    assert requests >= three_buckets  # enough load for three separate buckets to show
-    assert admitted >= BURST  # the shared bucket starts full
-    assert admitted <= one_bucket + 1, (admitted, one_bucket)  # +1: clock rounding
-    assert admitted < three_buckets / 2
+def _assert_one_bucket(load: Load) -> None:
+    seen = (
+        f"requests={load.requests} admitted={load.admitted} "
+        f"enough_at={load.enough_at:.2f}s elapsed={load.elapsed:.2f}s"
+    )
+    # Everything admitted from the first request to the last answer: one bucket's worth.
+    one_bucket = BURST + RATE * load.elapsed
+    assert BURST <= load.admitted <= one_bucket + 1, seen  # +1: clock rounding
+    # Three separate buckets would have admitted at least this many of the requests sent.
+    three_buckets = min(load.requests, 3 * (BURST + RATE * load.enough_at))
+    assert load.admitted < three_buckets / 2, seen
     # The same error as the in-process limiter's.
-    assert errors and all(isinstance(e, MCPError) for e in errors)
+    errors = load.errors
+    assert errors, seen
     assert all(e.error.code == -32000 and str(e).startswith(LIMITED) for e in errors), errors[0]
 
 
@@ -213,14 +233,12 @@ async def test_three_replicas_admit_one_bucket_per_client_not_three(
         for client in clients:  # the SDK lists tools once to validate results: do it now
             await client.list_tools()
         # initialize + tools/list per client were admitted
-        requests, admitted, outcomes = await _hammer(clients, start, 2 * len(clients))
-        elapsed = time.monotonic() - start
+        load = await _hammer(clients, start, 2 * len(clients))
 
-    errors = [o for o in outcomes if o is not None]
-    _assert_one_bucket(requests, admitted, elapsed, errors)
+    _assert_one_bucket(load)
     refused = [a - b for a, b in zip(_refused_by(replicas), refused_before, strict=True)]
     assert all(n > 0 for n in refused), f"every replica refuses once the bucket is empty: {refused}"
-    assert sum(refused) == len(errors)  # each refusal counted by the replica that refused
+    assert sum(refused) == len(load.errors)  # each refusal counted by the replica that refused
 
 
 @contextlib.contextmanager
@@ -296,15 +314,13 @@ async def test_a_client_spread_over_three_replicas_by_haproxy_gets_one_bucket(
         async with modern_client(url, TOKENS["dan"], sent) as client:
             await client.list_tools()
             before = len(sent)  # all admitted: the client would have failed otherwise
-            requests, admitted, outcomes = await _hammer([client], start, before)
-            elapsed = time.monotonic() - start
-    assert len(sent) == requests  # every request the SDK sent is accounted for
-    errors = [o for o in outcomes if o is not None]
-    _assert_one_bucket(requests, admitted, elapsed, errors)
+            load = await _hammer([client], start, before)
+    assert len(sent) == load.requests  # every request the SDK sent is accounted for
+    _assert_one_bucket(load)
     refused = [a - b for a, b in zip(_refused_by(replicas), refused_before, strict=True)]
     # Round robin per request: every replica served some of this one client's requests.
     assert all(n > 0 for n in refused), f"HAProxy spread the client over every replica: {refused}"
-    assert sum(refused) == len(errors)
+    assert sum(refused) == len(load.errors)
 
 
 # -------------------------------------------------------------------------- the Lua bucket

@@ -148,7 +148,7 @@ class SharedTokenBucket:
         self._retry_at = now + RETRY_AFTER
         if now - self._last_warning >= WARNING_INTERVAL:
             self._last_warning = now
-            reason = redact(str(exc)) or type(exc).__name__
+            reason = redact(str(exc)) or f"no answer within {self.check_timeout:g} s"
             logger.warning(
                 "shared rate limit: %s unreachable (%s: %s); requests are admitted without a "
                 "limit until it answers (fail open)",
