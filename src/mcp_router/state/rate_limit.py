@@ -45,8 +45,10 @@ __all__ = [
 logger = logging.getLogger("mcp_router.state.rate_limit")
 
 KEY_PREFIX = "mcp-router:ratelimit:"
-CHECK_TIMEOUT = 0.5
-"""Seconds one check may take before it counts as Redis unreachable (normally ~1 ms)."""
+CHECK_TIMEOUT = 2.0
+"""Seconds one check may take before it counts as Redis unreachable (normally ~1 ms; the first
+checks of a burst open connections, and a loaded replica's event loop lags: 0.5 s was
+exceeded in tests on a busy 2-core machine)."""
 RETRY_AFTER = 1.0
 """Seconds Redis is not asked again after a failed check (those requests are admitted)."""
 WARNING_INTERVAL = 10.0
@@ -115,6 +117,7 @@ class SharedTokenBucket:
         self._script = client.register_script(TOKEN_BUCKET_LUA)
         self._retry_at = 0.0
         self._last_warning = -math.inf
+        self._announced = False
 
     @classmethod
     def from_settings(cls, settings: RouterSettings) -> SharedTokenBucket:
@@ -135,10 +138,11 @@ class SharedTokenBucket:
             with anyio.fail_after(self.check_timeout):
                 admitted = await self._script(keys=[self.key(client)], args=[repr(rate), burst, 1])
         except (RedisError, OSError) as exc:  # builtin TimeoutError (fail_after) is an OSError
-            self._fail_open(exc, now)
+            self._fail_open(exc, time.monotonic())
             return True
-        if self.unreachable:
-            self.unreachable = False
+        self.unreachable = False
+        if self._announced:  # the outage was logged: say it is over, once
+            self._announced = False
             logger.info("shared rate limit: %s answers again; limits are shared again", self.where)
         return bool(admitted)
 
@@ -148,6 +152,7 @@ class SharedTokenBucket:
         self._retry_at = now + RETRY_AFTER
         if now - self._last_warning >= WARNING_INTERVAL:
             self._last_warning = now
+            self._announced = True
             reason = redact(str(exc)) or f"no answer within {self.check_timeout:g} s"
             logger.warning(
                 "shared rate limit: %s unreachable (%s: %s); requests are admitted without a "
