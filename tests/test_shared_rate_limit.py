@@ -5,9 +5,9 @@ router processes over HTTP in front of a real FastMCP backend, and the SDK clien
 replicas hit at once admit about one bucket's worth (burst + rate x elapsed), not three, both
 when each client talks to its own replica and when a 2026-07-28 client goes through HAProxy
 (``deploy/haproxy.cfg``, round robin per request) to all of them; the Lua bucket on its own
-against the server; Redis stopped while running makes the check fail
-open (one warning, the password redacted) and the shared limit comes back with Redis. Without a
-state URL the buckets stay in the process, as before.
+against the server; Redis stopped while running makes the check fail open (one warning, the
+password redacted) and the shared limit comes back with Redis. Without a state URL the buckets
+stay in the process, as before.
 """
 
 from __future__ import annotations
