@@ -35,12 +35,16 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("routing", ("routing",)),
     # reload watches the file and hands a diff to a ReloadTarget: the gateway's router uses it
     ("reload", ("reload",)),
+    # shared state of a replica set (Redis): below the gateway that uses it
+    ("state", ("state",)),
     ("gateway", ("gateway", "telemetry", "governance")),
     ("cli", ("cli", "app", "importer", "template")),
 )
 
 # backends/ is the layer most tempted to reach up (relays, status): these are named on their own.
 FORBIDDEN_FROM_BACKENDS = ("routing", "gateway", "cli", "reload")
+# state/ (Redis for a replica set) sits high so the gateway can use it, but needs only these.
+ALLOWED_FROM_STATE = ("state", "config", "settings", "secrets", "logs")
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,17 @@ def test_backends_do_not_import_upward(forbidden: str) -> None:
         if i.importer.startswith(f"{PACKAGE}.backends") and i.imported.split(".")[1] == forbidden
     ]
     assert not upward, f"backends/ imports {PACKAGE}.{forbidden}:\n" + "\n".join(upward)
+
+
+def test_state_imports_only_config_settings_secrets_and_logs() -> None:
+    wider = [
+        i.where()
+        for i in IMPORTS
+        if i.importer.startswith(f"{PACKAGE}.state")
+        and i.imported != PACKAGE
+        and i.imported.split(".")[1] not in ALLOWED_FROM_STATE
+    ]
+    assert not wider, f"state/ imports beyond {ALLOWED_FROM_STATE}:\n" + "\n".join(wider)
 
 
 def test_every_module_imports_only_its_own_layer_or_lower() -> None:

@@ -9,8 +9,11 @@ token with 401 and a ``WWW-Authenticate: Bearer`` challenge before any MCP messa
 
 With both configured, a token is accepted when either accepts it (FastMCP's ``MultiAuth``).
 
-Rate limiting is a FastMCP middleware built on FastMCP's ``TokenBucketRateLimiter``: one bucket
-per client, where a client is its token's identity, else its MCP session, else its IP address.
+Rate limiting is a FastMCP middleware with one token bucket per client, where a client is its
+token's identity, else its MCP session, else its IP address. The buckets are FastMCP's
+``TokenBucketRateLimiter`` in the process, or, with ``MCP_STATE_URL``, shared by every replica in
+Redis (:class:`mcp_router.state.rate_limit.SharedTokenBucket`, which fails open when Redis is
+unreachable).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from fastmcp.server.middleware.rate_limiting import RateLimitError, TokenBucketR
 from mcp_router.config.models import RouterConfig
 from mcp_router.governance.identity import STATIC_TOKEN_CLAIM
 from mcp_router.settings import RouterSettings
+from mcp_router.state.rate_limit import SharedTokenBucket
 
 logger = logging.getLogger("mcp_router.auth")
 
@@ -239,13 +243,20 @@ class ClientRateLimiter(Middleware):
     """Per-client token bucket on every MCP request; off while no rate is set.
 
     Over the limit, the request fails at once with a JSON-RPC error (-32000) that names the
-    limit. Limits can change at run time (config reload) through :meth:`configure`.
+    limit. Limits can change at run time (config reload) through :meth:`configure`. With
+    ``shared`` the buckets live in Redis, one per client for the whole replica set; without,
+    in this process.
     """
 
-    def __init__(self, on_reject: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        on_reject: Callable[[], None] | None = None,
+        shared: SharedTokenBucket | None = None,
+    ) -> None:
         self.rate: float | None = None
         self.burst = 1
         self.rejected = 0
+        self.shared = shared
         self._on_reject = on_reject
         self._buckets: OrderedDict[str, TokenBucketRateLimiter] = OrderedDict()
         self._last_warning = 0.0
@@ -260,7 +271,13 @@ class ClientRateLimiter(Middleware):
             if rate is None:
                 logger.info("per-client rate limit: off")
             else:
-                logger.info("per-client rate limit: %g requests/s, burst %d", rate, self.burst)
+                where = "in this process" if self.shared is None else self.shared.where
+                logger.info(
+                    "per-client rate limit: %g requests/s, burst %d (buckets: %s)",
+                    rate,
+                    self.burst,
+                    where,
+                )
 
     def configure_from(self, settings: RouterSettings, config: RouterConfig) -> None:
         """Apply ``MCP_RATE_LIMIT_*`` if set, else the config's ``routing.rate_limit``."""
@@ -286,7 +303,11 @@ class ClientRateLimiter(Middleware):
         if self.rate is None:
             return await call_next(context)
         key = client_key(context)
-        if not await self._bucket(key).consume():
+        if self.shared is not None:
+            admitted = await self.shared.consume(key, self.rate, self.burst)
+        else:
+            admitted = await self._bucket(key).consume()
+        if not admitted:
             self.rejected += 1
             if self._on_reject is not None:
                 self._on_reject()
@@ -299,3 +320,8 @@ class ClientRateLimiter(Middleware):
                 f"burst {self.burst}); retry later"
             )
         return await call_next(context)
+
+    async def aclose(self) -> None:
+        """Release the shared buckets' Redis connections (the router is stopping)."""
+        if self.shared is not None:
+            await self.shared.aclose()

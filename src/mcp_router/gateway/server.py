@@ -47,6 +47,7 @@ from mcp_router.resilience.retry import RetryPolicy
 from mcp_router.routing.engine import RoutingEngine
 from mcp_router.routing.forwarder import Forwarder
 from mcp_router.settings import RouterSettings
+from mcp_router.state.rate_limit import SharedTokenBucket
 
 logger = logging.getLogger("mcp_router.gateway")
 
@@ -259,6 +260,8 @@ class Router:
         self._stop.set()
         await task
         self.lifecycle.reset()
+        if self.limiter is not None:
+            await self.limiter.aclose()
         await anyio.to_thread.run_sync(telemetry.flush_tracing)  # last spans out before exit
 
 
@@ -299,7 +302,9 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
     # Secrets are known (and hidden in every output) before anything logs about the config.
     secrets.install(manager, config, settings)
     front_auth = FrontAuth(settings)
-    limiter = ClientRateLimiter(on_reject=metrics.rate_limited.inc)
+    # With a state URL the replicas share one bucket per client (Redis); else in this process.
+    shared = SharedTokenBucket.from_settings(settings) if settings.state_url else None
+    limiter = ClientRateLimiter(on_reject=metrics.rate_limited.inc, shared=shared)
     limiter.configure_from(settings, config)
     search_mode = routing.tool_discovery == "search"
     listed = pinned_matcher(routing.pinned_tools) if search_mode else None
