@@ -49,6 +49,9 @@ def backend_detail(backend: Backend) -> dict[str, Any]:
             "url": redact_url(backend.config.url, backend.config.secret_path_segments),
             "command": backend.config.command,
             "protocol_version": backend.protocol_version,
+            # one per era the router speaks with it: the handshake session, and 2026-07-28
+            # when the backend speaks it too (backends/eras.py)
+            "protocol_versions": backend.protocol_versions,
             "server_info": backend.server_info.model_dump() if backend.server_info else None,
             "connected_since": backend.connected_at,
             "connections": backend.connect_count,
