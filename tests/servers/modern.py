@@ -68,7 +68,9 @@ def _sample_request(prompt: str) -> types.CreateMessageRequest:
     return types.CreateMessageRequest(
         params=types.CreateMessageRequestParams(
             messages=[
-                types.SamplingMessage(role="user", content=types.TextContent(type="text", text=prompt))
+                types.SamplingMessage(
+                    role="user", content=types.TextContent(type="text", text=prompt)
+                )
             ],
             max_tokens=20,
         )
@@ -112,7 +114,8 @@ def create_server(name: str) -> FastMCP:
             answer = _response(ctx, "llm")
             if answer is None:
                 return types.InputRequiredResult(
-                    input_requests={"llm": _sample_request(prompt)}, request_state=f"{name}-asked-llm"
+                    input_requests={"llm": _sample_request(prompt)},
+                    request_state=f"{name}-asked-llm",
                 )
             return report(ctx, _text(answer.content))
         with warnings.catch_warnings():

@@ -34,6 +34,9 @@ def backend_summary(backend: Backend) -> dict[str, Any]:
         "circuit_state": breaker.state.value,
         "error_count": breaker.total_failures,
         "in_flight": backend.in_flight,
+        # one per era the router speaks with it: the handshake session's, and 2026-07-28 when
+        # the backend speaks it too (backends/eras.py; a stdio backend is probed on first use)
+        "protocol_versions": backend.protocol_versions,
         **backend.catalog.counts,
         "last_error": backend.last_error,
     }
@@ -49,9 +52,6 @@ def backend_detail(backend: Backend) -> dict[str, Any]:
             "url": redact_url(backend.config.url, backend.config.secret_path_segments),
             "command": backend.config.command,
             "protocol_version": backend.protocol_version,
-            # one per era the router speaks with it: the handshake session, and 2026-07-28
-            # when the backend speaks it too (backends/eras.py)
-            "protocol_versions": backend.protocol_versions,
             "server_info": backend.server_info.model_dump() if backend.server_info else None,
             "connected_since": backend.connected_at,
             "connections": backend.connect_count,

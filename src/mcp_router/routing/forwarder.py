@@ -123,7 +123,8 @@ class Forwarder:
     ) -> types.CallToolResult | types.InputRequiredResult:
         """Call an exposed tool on the best available backend."""
         self._admit("tool", exposed, arguments)  # first: a refused call moves no balancer
-        entry, decision = self.tool_decision(exposed)
+        # The retry of a backend's round goes to that backend (`_pinned`): it moves no balancer.
+        entry, decision = self.tool_decision(exposed, preview=_resuming())
         original = entry.original_name
 
         async def call(b: Backend) -> types.CallToolResult | types.InputRequiredResult:
@@ -344,6 +345,11 @@ class Forwarder:
         self.last_decisions[record.exposed] = tried
         record.outcome = "error" if tried else "no_backend"
         raise RoutingError(_no_backend_message(record, decision))
+
+
+def _resuming() -> bool:
+    front = current_call.get()
+    return front is not None and front.resume is not None
 
 
 def _pinned(decision: RoutingDecision) -> RoutingDecision:
