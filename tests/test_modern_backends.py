@@ -102,9 +102,22 @@ async def _health(client: Client, backend: str) -> dict[str, Any]:
     return result.structured_content
 
 
+async def _probed(router: RouterProcess, *backends: str) -> None:
+    """Wait until the router has found that ``backends`` speak 2026-07-28 (HTTP backends are
+    probed as soon as their legacy session is up, in the background)."""
+    async with Client(router.url, mode="legacy") as client:
+        for backend in backends:
+
+            async def modern(name: str = backend) -> bool:
+                return MODERN in (await _health(client, name))["protocol_versions"]
+
+            await wait_until_async(modern, 30, f"backend {backend} probed for 2026-07-28")
+
+
 async def test_an_http_backend_asks_a_modern_client_in_2026_07_28_with_its_own_input_rounds(
     router: RouterProcess,
 ) -> None:
+    await _probed(router, "alpha")
     async with _modern(router, **_all_callbacks()) as client:
         assert client.protocol_version == MODERN
         await client.list_tools()
@@ -130,6 +143,7 @@ async def test_an_http_backend_asks_a_modern_client_in_2026_07_28_with_its_own_i
 async def test_the_backends_input_required_result_passes_through_and_its_retry_returns(
     router: RouterProcess,
 ) -> None:
+    await _probed(router, "alpha")
     async with _modern(router, **_all_callbacks()) as client:
         await client.list_tools()
         first = await client.session.call_tool("a_ask_color", {}, allow_input_required=True)
@@ -167,6 +181,7 @@ async def test_the_backends_input_required_result_passes_through_and_its_retry_r
 async def test_prompts_and_resources_of_a_modern_backend_pass_its_input_rounds_through(
     router: RouterProcess,
 ) -> None:
+    await _probed(router, "alpha")
     async with _modern(router, elicitation_callback=_elicit) as client:
         prompt = await client.get_prompt("a_ask_prompt")
         text = getattr(prompt.messages[0].content, "text", "")
@@ -181,6 +196,7 @@ async def test_prompts_and_resources_of_a_modern_backend_pass_its_input_rounds_t
 async def test_the_modern_client_envelope_reaches_the_backend_per_request(
     router: RouterProcess,
 ) -> None:
+    await _probed(router, "alpha")
     logs: list[Any] = []
 
     async def on_log(params: types.LoggingMessageNotificationParams) -> None:
@@ -207,12 +223,21 @@ async def test_a_stdio_backend_is_probed_on_first_use_and_speaks_2026_07_28(
 ) -> None:
     async with _modern(router, **_all_callbacks()) as client:
         await client.list_tools()
+        # The first 2026-07-28 request starts the modern channel (a second process) and is
+        # served at once on the legacy session; later ones use the channel once it is up.
+        first = json.loads(_text(await client.call_tool("s_whoami", {})))
+        assert first["server"] == "stdio-one" and first["client"] in (TESTER.name, "mcp-router")
+
+        async def probed() -> list[str]:
+            versions = (await _health(client, "stdio-one"))["protocol_versions"]
+            return versions if versions == [LEGACY, MODERN] else []
+
+        await wait_until_async(probed, 60, "the stdio backend's modern channel")
         seen = _seen(_text(await client.call_tool("s_ask_color", {})))
         assert seen["server"] == "stdio-one" and seen["era"] == MODERN
         assert seen["state"] == "stdio-one-asked-color" and seen["answer"] == "blue"
         seen = _seen(_text(await client.call_tool("s_ask_llm", {"prompt": "x"})))
         assert seen["era"] == MODERN and seen["answer"] == "sampled!"
-        assert (await _health(client, "stdio-one"))["protocol_versions"] == [LEGACY, MODERN]
 
 
 @pytest.mark.parametrize(("prefix", "backend"), [("e", "old"), ("f", "forced")])
@@ -269,6 +294,7 @@ async def test_a_legacy_client_still_gets_server_to_client_requests_from_a_moder
 async def test_the_retry_of_a_backends_round_goes_to_the_replica_that_asked(
     router: RouterProcess,
 ) -> None:
+    await _probed(router, "r1", "r2")
     # round_robin would send each retry to the other replica, whose sealing key differs
     # (each process has its own): the router pins the retry to the backend that asked.
     async with _modern(router, elicitation_callback=_elicit) as client:

@@ -852,15 +852,19 @@ class Backend:
             self._modern, self.speaks_modern = None, None  # probe again: it may have changed
         if self._tg is not None and self.may_speak_modern and self.transport != "stdio":
             # Over HTTP the probe is one POST and the channel holds nothing on the server:
-            # learn the era now, so status shows it and the first modern call does not wait.
+            # learn the era now, so status shows it and 2026-07-28 clients use it at once.
+            # (A stdio channel is a second process: it is started for the first such client.)
             self._tg.start_soon(self.modern_channel, False)
 
     async def modern_channel(self, resuming: bool = False) -> Backend | None:
-        """This backend's 2026-07-28 channel, opened (and probed) on first use; None when
-        the backend speaks only the handshake era or the channel is down.
+        """This backend's 2026-07-28 channel if it is up; None when the backend speaks only
+        the handshake era, or the channel is down or still being opened.
 
-        ``resuming``: the request continues a round the backend started, so nothing else
-        can serve it; a channel that is reconnecting is waited for (by the request).
+        The first call opens (and probes) it in the background, and no request waits for
+        that: until the channel is up, 2026-07-28 clients are served on the legacy session
+        through router rounds, which answer the same. ``resuming``: the request continues a
+        round the backend started, so nothing else can serve it; a channel that is
+        reconnecting is waited for (by the request).
         """
         if self._client_of is not None or self._tg is None or not self.may_speak_modern:
             return None
@@ -871,8 +875,7 @@ class Backend:
             own = self._modern = self._child(self.declares)
             own.era = MODERN
             own._on_catalog_change = None  # it lists nothing the index shows
-            await self._start_child(own)
-        await own.wait_first_attempt(self.config.connect_timeout_seconds)
+            await self._start_child(own)  # returns at once: the probe runs in its task
         if own.has_session:
             return own
         if resuming and own.connect_count > 0 and own.state is not BackendState.STOPPED:
