@@ -271,6 +271,29 @@ async def test_a_legacy_only_backend_asks_a_modern_client_through_router_rounds(
         assert (await _health(client, backend))["protocol_versions"] == [LEGACY]
 
 
+async def test_roots_a_legacy_only_backend_asks_during_a_call_reach_a_modern_client_as_a_round(
+    router: RouterProcess,
+) -> None:
+    # Shared sessions never declare roots (module doc of backends/capabilities.py); a server
+    # that asks anyway during a call is answered by the calling client, through a round.
+    async with _modern(router, list_roots_callback=_roots) as client:
+        await client.list_tools()
+        first = await client.session.call_tool("e_ask_roots", {}, allow_input_required=True)
+        assert isinstance(first, types.InputRequiredResult)
+        ((key, request),) = (first.input_requests or {}).items()
+        assert request.method == "roots/list"
+        final = await client.session.call_tool(
+            "e_ask_roots",
+            {},
+            input_responses={key: await _roots(None)},
+            request_state=first.request_state,
+            allow_input_required=True,
+        )
+        assert isinstance(final, types.CallToolResult)
+        seen = _seen(_text(final))
+        assert seen["server"] == "old" and seen["era"] == LEGACY and seen["answer"] == ROOT
+
+
 async def test_a_legacy_client_still_gets_server_to_client_requests_from_a_modern_backend(
     router: RouterProcess,
 ) -> None:

@@ -53,7 +53,14 @@ from mcp_router.backends.capabilities import (
     shared_roots_refusal,
 )
 from mcp_router.backends.catalog import BackendCatalog, discover, refresh, union
-from mcp_router.backends.eras import LEGACY, MODERN, ModernRequests, legacy_only, probe_modern
+from mcp_router.backends.eras import (
+    LEGACY,
+    MODERN,
+    ModernRequests,
+    legacy_only,
+    probe_modern,
+    relist_tools,
+)
 from mcp_router.backends.transports import (
     CONNECTION_LOST,
     INVALID_RESPONSE,
@@ -88,6 +95,8 @@ _STABLE_SESSION_SECONDS = 1.0
 # A request's whole attempt is bounded by its timeout plus this: the SDK's clock starts only
 # once the request is written, and a backend that stopped reading never lets the write end.
 _DEADLINE_GRACE = 0.5
+# Attempts a modern channel gets to connect once before the backend counts as legacy-only.
+_MODERN_PROBE_ATTEMPTS = 3
 _LIST_CHANGED = {
     "notifications/tools/list_changed": "tools",
     "notifications/resources/list_changed": "resources",
@@ -253,6 +262,16 @@ class Backend:
                             self._legacy_only(str(verdict))
                             break
                         self._failed_attempts += 1
+                        if (
+                            self.era == MODERN
+                            and self.connect_count == 0
+                            and (self._failed_attempts >= _MODERN_PROBE_ATTEMPTS)
+                        ):
+                            # A server that never answers server/discover (waiting for an
+                            # initialize that does not come) or keeps failing: the handshake
+                            # era serves its clients; no process is started again and again.
+                            self._legacy_only(f"no modern session: {_describe(exc)}")
+                            break
                         why = _describe(exc)
                         if self._exit_note and self._exit_note not in why:
                             why = f"{self._exit_note} ({why})"  # the child's exit is the cause
@@ -342,8 +361,7 @@ class Backend:
 
         Its catalog stays empty: what the backend offers is listed on the legacy sessions
         (and a 2026-07-28 client is served the catalog of its capability profile). The tools
-        are listed only so that the SDK knows their output schemas and ``x-mcp-header``
-        arguments (the ``Mcp-Param-*`` headers of a modern ``tools/call``).
+        are listed only for the SDK's per-tool state (`relist_tools`).
         """
         assert self._transport is not None
         client = DeclaringClient(
@@ -357,14 +375,7 @@ class Backend:
         )
         async with client:
             await probe_modern(client.session)
-            cursor: str | None = None
-            for _ in range(100):  # a cursor that never ends cannot hang the connection
-                page = await client.session.list_tools(
-                    params=types.PaginatedRequestParams(cursor=cursor) if cursor else None
-                )
-                cursor = page.next_cursor
-                if not cursor:
-                    break
+            await relist_tools(client.session)
             ready.set()
             self._publish(client, BackendCatalog())
             try:

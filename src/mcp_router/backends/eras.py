@@ -35,6 +35,7 @@ from mcp_router.call_context import FrontCall
 
 MODERN = "modern"
 LEGACY = "legacy"
+_MAX_PAGES = 100  # a tools cursor that never ends cannot hang a channel
 
 
 class LegacyOnlyError(Exception):
@@ -61,6 +62,19 @@ async def probe_modern(session: ClientSession) -> types.DiscoverResult:
         raise LegacyOnlyError(f"server/discover names only {result.supported_versions}")
     session.adopt(result)
     return result
+
+
+async def relist_tools(session: ClientSession) -> None:
+    """List the server's tools (all pages), so the SDK knows their output schemas and
+    ``x-mcp-header`` arguments (the ``Mcp-Param-*`` headers of a modern ``tools/call``)."""
+    cursor: str | None = None
+    for _ in range(_MAX_PAGES):
+        page = await session.list_tools(
+            params=types.PaginatedRequestParams(cursor=cursor) if cursor else None
+        )
+        cursor = page.next_cursor
+        if not cursor:
+            return
 
 
 def legacy_only(exc: BaseException) -> LegacyOnlyError | None:
@@ -119,16 +133,28 @@ class ModernRequests:
     ) -> types.CallToolResult | types.InputRequiredResult:
         """``tools/call`` in the modern era."""
         responses, state = self._round()
-        result = await self._session.call_tool(
-            name,
-            arguments,
-            read_timeout_seconds=read_timeout_seconds,
-            progress_callback=progress_callback,
-            input_responses=responses,
-            request_state=state,
-            meta=self._meta(meta),
-            allow_input_required=True,
-        )
+
+        async def send() -> types.CallToolResult | types.InputRequiredResult:
+            return await self._session.call_tool(
+                name,
+                arguments,
+                read_timeout_seconds=read_timeout_seconds,
+                progress_callback=progress_callback,
+                input_responses=responses,
+                request_state=state,
+                meta=self._meta(meta),
+                allow_input_required=True,
+            )
+
+        try:
+            result = await send()
+        except MCPError as exc:
+            if exc.error.code != types.HEADER_MISMATCH:
+                raise
+            # The channel's listing is stale (the tool's x-mcp-header arguments changed; a
+            # modern connection gets no list_changed): the spec's recovery, re-list and resend.
+            await relist_tools(self._session)
+            result = await send()
         return self._seen(result)
 
     async def read_resource(
