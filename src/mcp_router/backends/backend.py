@@ -871,11 +871,11 @@ class Backend:
         """This backend's 2026-07-28 channel if it is up; None when the backend speaks only
         the handshake era, or the channel is down or still being opened.
 
-        The first call opens (and probes) it in the background, and no request waits for
-        that: until the channel is up, 2026-07-28 clients are served on the legacy session
-        through router rounds, which answer the same. ``resuming``: the request continues a
-        round the backend started, so nothing else can serve it; a channel that is
-        reconnecting is waited for (by the request).
+        The first call opens (and probes) it in the background; only over HTTP does a request
+        wait for that probe. Until a stdio channel is up, 2026-07-28 clients are served on the
+        legacy session through router rounds, which answer the same. ``resuming``: the
+        request continues a round the backend started, so nothing else can serve it; a
+        channel that is reconnecting is waited for (by the request).
         """
         if self._client_of is not None or self._tg is None or not self.may_speak_modern:
             return None
@@ -887,6 +887,10 @@ class Backend:
             own.era = MODERN
             own._on_catalog_change = None  # it lists nothing the index shows
             await self._start_child(own)  # returns at once: the probe runs in its task
+        if not own.has_session and own.connect_count == 0 and self.transport == "http":
+            # An HTTP probe is one POST: a request that comes while it runs waits for the
+            # verdict rather than run in the other era (a stdio probe starts a process).
+            await own.wait_first_attempt(self.config.connect_timeout_seconds)
         if own.has_session:
             return own
         if resuming and own.connect_count > 0 and own.state is not BackendState.STOPPED:

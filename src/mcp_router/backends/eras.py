@@ -28,7 +28,7 @@ import mcp_types as types
 from mcp.client.session import ClientSession
 from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
-from mcp_types.version import LATEST_MODERN_VERSION, MODERN_PROTOCOL_VERSIONS
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from mcp_router.call_context import FrontCall
@@ -45,17 +45,26 @@ class LegacyOnlyError(Exception):
 async def probe_modern(session: ClientSession) -> types.DiscoverResult:
     """Ask ``server/discover`` once and adopt the modern era, or raise `LegacyOnlyError`.
 
+    ``session`` has adopted `LATEST_MODERN_VERSION` already (`Backend` opens the channel with
+    ``mode=LATEST_MODERN_VERSION``).
+
     Unlike the SDK's ``mode="auto"`` there is no fallback ``initialize``: the router already
     holds a legacy session to the server, and a second one would only cost the server a
     session. An error answer, or a result naming no modern version, means legacy only; a
-    transport failure propagates (it says nothing about the era).
+    transport failure or a timeout propagates (it says nothing about the era).
+
+    Its stamp gives the request the modern envelope and headers (as ``send_discover`` would);
+    it is sent without the SDK's fixed 10 s probe timeout, since a stdio server may take
+    longer to start on a busy machine: the connection's own connect timeout bounds it.
     """
     try:
-        raw = await session.send_discover(LATEST_MODERN_VERSION)
+        result = await session.send_request(
+            types.DiscoverRequest(params=types.RequestParams()), types.DiscoverResult
+        )
     except MCPError as exc:
+        if exc.error.code == types.REQUEST_TIMEOUT:
+            raise
         raise LegacyOnlyError(f"server/discover answered {exc.error.code}: {exc}") from exc
-    try:
-        result = types.DiscoverResult.model_validate(raw)
     except ValidationError as exc:
         raise LegacyOnlyError("server/discover answered an invalid result") from exc
     if not any(v in result.supported_versions for v in MODERN_PROTOCOL_VERSIONS):
