@@ -200,6 +200,10 @@ def router_url(
             "command": PYTHON,
             "args": [str(SERVERS / "protocol.py"), "--transport", "stdio"],
         }
+    # Its tools ask with server-to-client requests only (FastMCP's imperative API), which a
+    # 2026-07-28 connection cannot carry: spoken to in that era it would fail for 2026-07-28
+    # clients as it does directly. `era: legacy` has the router translate for them (rounds).
+    entry["era"] = "legacy"
     config = write_config(module_tmp / f"proto-{backend}.yaml", [entry])
     return start_router(config).url
 

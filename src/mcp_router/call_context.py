@@ -32,6 +32,26 @@ logger = logging.getLogger("mcp_router.relay")
 
 current_call: ContextVar[FrontCall | None] = ContextVar("mcp_router_front_call", default=None)
 
+# The 2026-07-28 request envelope a client stamps on every request (`_meta`).
+ENVELOPE_KEYS = (
+    types.CLIENT_INFO_META_KEY,
+    types.CLIENT_CAPABILITIES_META_KEY,
+    types.LOG_LEVEL_META_KEY,
+)
+
+
+@dataclass(frozen=True)
+class Resume:
+    """A 2026-07-28 client's retry of a round a modern backend started (SEP-2322).
+
+    The backend's own ``requestState`` (verbatim, None if it sent none) and the client's
+    ``inputResponses`` go back to the backend that asked, and only to it.
+    """
+
+    backend: str
+    request_state: str | None
+    input_responses: dict[str, Any] | None
+
 
 @dataclass(eq=False)
 class FrontCall:
@@ -45,6 +65,13 @@ class FrontCall:
     # For a 2026-07-28 client: asks the client through an InputRequiredResult round (set by
     # the call entry); the backend's server-to-client request waits for the client's retry.
     ask: Callable[[Any], Awaitable[Any]] | None = None
+    # A 2026-07-28 client's request envelope (client info, capabilities, log level: the
+    # `_meta` keys of `backends.capabilities.ENVELOPE_KEYS`), forwarded to modern backends.
+    envelope: dict[str, Any] = field(default_factory=dict)
+    # The retry of a round a modern backend started: which backend, and what it gets back.
+    resume: Resume | None = None
+    # Set when a modern backend answered this request with an InputRequiredResult: its name.
+    input_required_from: str | None = None
 
     @classmethod
     def from_context(cls, context: Context | None) -> FrontCall | None:
@@ -57,11 +84,14 @@ class FrontCall:
         meta = rc._srctx.meta
         token = meta.get("progress_token") if meta else None
         session = rc.session
+        version = getattr(session, "protocol_version", None)
+        raw = rc.meta if version in MODERN_PROTOCOL_VERSIONS else None
         return cls(
             session=session,
             request_id=rc.request_id,
             progress_token=token,
-            protocol_version=getattr(session, "protocol_version", None),
+            protocol_version=version,
+            envelope={k: raw[k] for k in ENVELOPE_KEYS if k in raw} if raw else {},
         )
 
     @property

@@ -39,6 +39,7 @@ from mcp import Client
 from mcp.client.session import ClientSession, IncomingMessage
 from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
+from mcp_types.version import LATEST_MODERN_VERSION
 from pydantic import ValidationError
 
 from mcp_router.backends.capabilities import (
@@ -52,6 +53,14 @@ from mcp_router.backends.capabilities import (
     shared_roots_refusal,
 )
 from mcp_router.backends.catalog import BackendCatalog, discover, refresh, union
+from mcp_router.backends.eras import (
+    LEGACY,
+    MODERN,
+    ModernRequests,
+    legacy_only,
+    probe_modern,
+    relist_tools,
+)
 from mcp_router.backends.transports import (
     CONNECTION_LOST,
     INVALID_RESPONSE,
@@ -86,6 +95,8 @@ _STABLE_SESSION_SECONDS = 1.0
 # A request's whole attempt is bounded by its timeout plus this: the SDK's clock starts only
 # once the request is written, and a backend that stopped reading never lets the write end.
 _DEADLINE_GRACE = 0.5
+# Attempts a modern channel gets to connect once before the backend counts as legacy-only.
+_MODERN_PROBE_ATTEMPTS = 3
 _LIST_CHANGED = {
     "notifications/tools/list_changed": "tools",
     "notifications/resources/list_changed": "resources",
@@ -177,6 +188,12 @@ class Backend:
         self._profiles: dict[Profile, Backend] = {}
         self._owner: Owner | None = None  # set on a per-client session: its client
         self.instructions: str | None = None  # the server's initialize instructions
+        # The era this session speaks (MODERN: the modern channel of its parent), and on the
+        # main session what is known of the server's 2026-07-28 support (backends/eras.py):
+        # None not probed on this connection yet, True it has a modern channel, False not.
+        self.era = LEGACY
+        self.speaks_modern: bool | None = None
+        self._modern: Backend | None = None
         self._client: Client | None = None
         self._expired: Client | None = None  # a session closed because the server forgot it
         self._reconnect_now = False  # the session was lost in a way that warrants no backoff
@@ -240,7 +257,21 @@ class Backend:
                     try:
                         await self._connect_and_serve()
                     except Exception as exc:  # any transport or handshake failure: log and retry
+                        verdict = legacy_only(exc) if self.era == MODERN else None
+                        if verdict is not None:
+                            self._legacy_only(str(verdict))
+                            break
                         self._failed_attempts += 1
+                        if (
+                            self.era == MODERN
+                            and self.connect_count == 0
+                            and (self._failed_attempts >= _MODERN_PROBE_ATTEMPTS)
+                        ):
+                            # A server that never answers server/discover (waiting for an
+                            # initialize that does not come) or keeps failing: the handshake
+                            # era serves its clients; no process is started again and again.
+                            self._legacy_only(f"no modern session: {_describe(exc)}")
+                            break
                         why = _describe(exc)
                         if self._exit_note and self._exit_note not in why:
                             why = f"{self._exit_note} ({why})"  # the child's exit is the cause
@@ -297,6 +328,10 @@ class Backend:
 
             tg.start_soon(watchdog)
             assert self._transport is not None
+            if self.era == MODERN:
+                await self._serve_modern(ready)
+                tg.cancel_scope.cancel()
+                return
             client = DeclaringClient(
                 self._transport.connect(self),
                 declared=self.declares,
@@ -321,6 +356,41 @@ class Backend:
         if timed_out:
             raise TimeoutError(f"no answer to initialize/list within {timeout:g}s")
 
+    async def _serve_modern(self, ready: anyio.Event) -> None:
+        """The modern channel's connection: probe the era, learn the tools, serve requests.
+
+        Its catalog stays empty: what the backend offers is listed on the legacy sessions
+        (and a 2026-07-28 client is served the catalog of its capability profile). The tools
+        are listed only for the SDK's per-tool state (`relist_tools`).
+        """
+        assert self._transport is not None
+        client = DeclaringClient(
+            self._transport.connect(self),
+            declared=self.declares,
+            mode=LATEST_MODERN_VERSION,  # adopted without a probe; `probe_modern` is the probe
+            client_info=_CLIENT_INFO,
+            message_handler=self._handle_message,
+            logging_callback=self._handle_log,
+            cache=None,
+        )
+        async with client:
+            await probe_modern(client.session)
+            await relist_tools(client.session)
+            ready.set()
+            self._publish(client, BackendCatalog())
+            try:
+                await self._lost.wait()
+            finally:
+                self._unpublish()
+
+    def _legacy_only(self, reason: str) -> None:
+        """This modern channel found the server speaks only the handshake era: stop here."""
+        self._stopping = True
+        parent = self._client_of
+        if parent is not None and parent._modern is self:
+            parent.speaks_modern = False
+        logger.info("backend '%s' speaks only the handshake era (%s)", self.name, reason)
+
     def _publish(self, client: Client, catalog: BackendCatalog) -> None:
         self._client = client
         self.catalog = catalog
@@ -332,6 +402,21 @@ class Backend:
         self.instructions = getattr(client.session.initialize_result, "instructions", None)
         self.last_error = None
         self.breaker.trial_now()  # a fresh session: let trial calls decide, not the clock
+        if self.era == MODERN:
+            parent = self._client_of
+            if parent is not None and parent._modern is self:
+                parent.speaks_modern = True
+            logger.info(
+                "backend '%s' speaks %s too (over %s): 2026-07-28 clients are served in it",
+                self.name,
+                self.protocol_version,
+                self.transport,
+            )
+            self._ever_ready.set()
+            self._signal_attempt_done()
+            return
+        if self._client_of is None:
+            self._new_connection()
         counts = catalog.counts
         logger.info(
             "backend '%s' connected over %s (protocol %s): %d tools, %d resources, "
@@ -645,6 +730,9 @@ class Backend:
             target = await self.for_client(front)
             if front is not None:
                 target.calls.enter(front)
+            if front is not None and target.era == MODERN:
+                plain, name = op, self.name
+                op = lambda s: plain(ModernRequests(s, front, name))  # noqa: E731
             try:
                 return await target.request(op, timeout=timeout, count_in_flight=False)
             finally:
@@ -661,8 +749,9 @@ class Backend:
         timeout: float | None = None,
         progress_callback: ProgressFnT | None = None,
         meta: dict[str, Any] | None = None,
-    ) -> types.CallToolResult:
-        """Call one of this backend's tools by its original name."""
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        """Call one of this backend's tools by its original name (for a 2026-07-28 client on
+        the modern channel, the answer may be the backend's ``InputRequiredResult``)."""
         t = timeout or self.request_timeout
         return await self.relayed(
             lambda s: s.call_tool(
@@ -676,9 +765,22 @@ class Backend:
         )
 
     async def for_client(self, front: FrontCall | None) -> Backend:
-        """The backend session for a client's request (see `session_for`)."""
+        """The backend session for a client's request: for a 2026-07-28 client the modern
+        channel when the backend has one, else `session_for`."""
         if front is None:
             return self
+        if front.modern:
+            resuming = front.resume is not None and front.resume.backend == self.name
+            channel = await self.modern_channel(resuming)
+            if channel is not None:
+                return channel
+            if resuming:
+                raise MCPError(
+                    types.INVALID_PARAMS,
+                    f"requestState is no longer valid: backend '{self.name}', which asked for "
+                    "the input, is no longer reachable in the 2026-07-28 era; send the request "
+                    "again without it",
+                )
         return await self.session_for(client_connection(front), modern=front.modern)
 
     async def session_for(
@@ -739,6 +841,61 @@ class Backend:
 
     async def _child_catalog_changed(self, _child: Backend) -> None:
         self._notify_catalog()  # what the backend offers is the union of its sessions'
+
+    @property
+    def may_speak_modern(self) -> bool:
+        """Whether this backend is probed for 2026-07-28 at all (SSE never speaks it)."""
+        return self.config.era != "legacy" and self.config.resolved_transport != "sse"
+
+    @property
+    def protocol_versions(self) -> list[str]:
+        """The protocol versions the router speaks with this backend (one per era)."""
+        versions = [self.protocol_version] if self.protocol_version else []
+        modern = self._modern
+        if modern is not None and self.speaks_modern and modern.protocol_version:
+            versions.append(modern.protocol_version)
+        return versions
+
+    def _new_connection(self) -> None:
+        """The main session (re)connected: what was known of the era is re-learned."""
+        modern = self._modern
+        if modern is not None and self.speaks_modern is False:
+            self._modern, self.speaks_modern = None, None  # probe again: it may have changed
+        if self._tg is not None and self.may_speak_modern and self.transport != "stdio":
+            # Over HTTP the probe is one POST and the channel holds nothing on the server:
+            # learn the era now, so status shows it and 2026-07-28 clients use it at once.
+            # (A stdio channel is a second process: it is started for the first such client.)
+            self._tg.start_soon(self.modern_channel, False)
+
+    async def modern_channel(self, resuming: bool = False) -> Backend | None:
+        """This backend's 2026-07-28 channel if it is up; None when the backend speaks only
+        the handshake era, or the channel is down or still being opened.
+
+        The first call opens (and probes) it in the background; only over HTTP does a request
+        wait for that probe. Until a stdio channel is up, 2026-07-28 clients are served on the
+        legacy session through router rounds, which answer the same. ``resuming``: the
+        request continues a round the backend started, so nothing else can serve it; a
+        channel that is reconnecting is waited for (by the request).
+        """
+        if self._client_of is not None or self._tg is None or not self.may_speak_modern:
+            return None
+        if self.speaks_modern is False:
+            return None
+        own = self._modern
+        if own is None:
+            own = self._modern = self._child(self.declares)
+            own.era = MODERN
+            own._on_catalog_change = None  # it lists nothing the index shows
+            await self._start_child(own)  # returns at once: the probe runs in its task
+        if not own.has_session and own.connect_count == 0 and self.transport == "http":
+            # An HTTP probe is one POST: a request that comes while it runs waits for the
+            # verdict rather than run in the other era (a stdio probe starts a process).
+            await own.wait_first_attempt(self.config.connect_timeout_seconds)
+        if own.has_session:
+            return own
+        if resuming and own.connect_count > 0 and own.state is not BackendState.STOPPED:
+            return own
+        return None
 
     async def _own_session(self, connection: Any) -> Backend:
         assert self._tg is not None

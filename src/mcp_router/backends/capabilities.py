@@ -17,8 +17,11 @@ The rule:
   session shared by several clients has no roots of its own, and a server that caches the
   roots of its session (server-everything, server-filesystem) would serve one client's roots
   to the next. Roots reach backends through ``per_client`` sessions.
-- clients on the stateless 2026-07-28 era cannot take server-to-client requests during a call
-  (the router refuses to relay them), so they are served the profile that declares nothing.
+- clients on the stateless 2026-07-28 era are asked through InputRequiredResult rounds when
+  their backend session is a legacy one (gateway/rounds.py). A backend that speaks 2026-07-28
+  itself is served to them over its modern channel (`Backend.modern_channel`), which declares
+  nothing of its own: every request carries the calling client's capabilities, client info
+  and log level in its ``_meta`` envelope (`DeclaringClient`; backends/eras.py).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from typing import Any
 import mcp_types as types
 from mcp import Client
 from mcp.client.session import ClientSession
+
+from mcp_router.call_context import ENVELOPE_KEYS
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +107,11 @@ class DeclaringClient(Client):
 
     The SDK derives the declaration from the callbacks given; the router always installs its
     relay callbacks (to answer, or refuse with a reason) and declares per session instead.
+
+    On a 2026-07-28 connection the declaration is only the default: the SDK stamps client
+    info and capabilities on every request (overwriting what the caller put in ``_meta``),
+    and here a request that carries its own envelope keys (`ENVELOPE_KEYS`, the calling
+    client's) keeps them, so one modern channel serves every client as itself.
     """
 
     _: KW_ONLY
@@ -113,6 +123,23 @@ class DeclaringClient(Client):
         if declared is not None:
             # The one place the SDK builds the initialize capabilities.
             session._build_capabilities = lambda _version: declared  # type: ignore[method-assign]
+        adopt = session.adopt
+
+        def adopt_keeping_envelopes(result: Any) -> None:
+            adopt(result)
+            # `adopt` installs the stamp every request goes through (the only hook there is).
+            stamp = session._stamp
+
+            def keep_callers_envelope(data: dict[str, Any], opts: Any) -> None:
+                meta = (data.get("params") or {}).get("_meta") or {}
+                own = {key: meta[key] for key in ENVELOPE_KEYS if key in meta}
+                stamp(data, opts)
+                if own:
+                    data["params"]["_meta"].update(own)
+
+            session._stamp = keep_callers_envelope
+
+        session.adopt = adopt_keeping_envelopes  # type: ignore[method-assign]
         return session
 
 

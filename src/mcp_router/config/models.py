@@ -62,6 +62,9 @@ RESERVED_NAMESPACE = "router"
 ROUTING_STRATEGIES: tuple[str, ...] = get_args(RoutingStrategy)
 LOAD_BALANCING_MODES: tuple[str, ...] = get_args(LoadBalancing)
 Transport = Literal["stdio", "http", "sse"]
+# Which protocol eras the router may speak with a backend: "auto" probes 2026-07-28
+# (server/discover) and uses it for 2026-07-28 clients; "legacy" keeps the handshake era only.
+ProtocolEra = Literal["auto", "legacy"]
 """The resolved backend transport (``streamable-http`` is normalised to ``http``)."""
 InheritEnv = Literal["default", "all", "none"]
 """What a stdio backend gets from the router's environment (see ``BackendConfig``)."""
@@ -250,6 +253,10 @@ class BackendConfig(BaseModel):
     # "per_client": every client gets its own session with this backend (for backends that
     # keep per-client state, and so that sampling/elicitation always find their caller).
     session_mode: Literal["shared", "per_client"] = "shared"
+    # "auto": a backend that speaks 2026-07-28 (HTTP, stdio; SSE never does) serves 2026-07-28
+    # clients in that era (their InputRequiredResults pass through); "legacy": every client is
+    # served over the handshake-era session (the router turns mid-call requests into rounds).
+    era: ProtocolEra = "auto"
     # Resource reads are forwarded only for URIs the backend listed or that match one of its
     # templates; true also forwards any other URI in this backend's namespace (a backend
     # whose resources cannot all be listed). Off by default: a client-chosen URI must not

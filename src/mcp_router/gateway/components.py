@@ -13,8 +13,8 @@ from typing import Any
 
 import mcp_types as types
 from fastmcp.exceptions import ResourceError
-from fastmcp.prompts.base import Prompt, PromptArgument, PromptResult
-from fastmcp.resources.base import Resource, ResourceResult
+from fastmcp.prompts.base import InputRequiredPromptResult, Prompt, PromptArgument, PromptResult
+from fastmcp.resources.base import InputRequiredResourceResult, Resource, ResourceResult
 from fastmcp.resources.template import ResourceTemplate
 from fastmcp.server.context import Context
 from fastmcp.server.dependencies import get_context
@@ -63,6 +63,23 @@ def tool_result(result: types.CallToolResult | types.InputRequiredResult) -> Too
     if isinstance(result, types.InputRequiredResult):
         return InputRequiredToolResult(result)
     return ToolResult.from_mcp_result(result)
+
+
+def resource_result(
+    wire: types.ReadResourceResult | types.InputRequiredResult,
+) -> ResourceResult:
+    """The entry's answer to a read as FastMCP's resource result (a modern backend's
+    ``InputRequiredResult`` stays one)."""
+    if isinstance(wire, types.InputRequiredResult):
+        return InputRequiredResourceResult(wire)
+    return VerbatimResourceResult.of(wire)
+
+
+def prompt_result(wire: types.GetPromptResult | types.InputRequiredResult) -> PromptResult:
+    """The entry's answer to a prompt get as FastMCP's prompt result (likewise)."""
+    if isinstance(wire, types.InputRequiredResult):
+        return InputRequiredPromptResult(wire)
+    return VerbatimPromptResult.of(wire)
 
 
 def _context() -> Context | None:
@@ -148,7 +165,7 @@ class ForwardingResource(Resource):
 
     async def read(self) -> ResourceResult:
         """Read through the router."""
-        return VerbatimResourceResult.of(await self._entry.read_resource(_context(), str(self.uri)))
+        return resource_result(await self._entry.read_resource(_context(), str(self.uri)))
 
     async def _read(self) -> ResourceResult:
         return await self.read()
@@ -185,7 +202,7 @@ class ForwardingTemplate(ResourceTemplate):
         return super().to_mcp_template(**overrides)
 
     async def _read(self, uri: str, params: dict[str, Any]) -> ResourceResult:
-        return VerbatimResourceResult.of(await self._entry.read_resource(_context(), uri))
+        return resource_result(await self._entry.read_resource(_context(), uri))
 
     async def read(self, arguments: dict[str, Any]) -> ResourceResult:
         """Not used: reads go through `_read` with the concrete URI."""
@@ -227,4 +244,4 @@ class ForwardingPrompt(Prompt):
     async def render(self, arguments: dict[str, Any] | None = None) -> PromptResult:
         """Get the prompt from its backend."""
         args = {k: v if isinstance(v, str) else str(v) for k, v in (arguments or {}).items()}
-        return VerbatimPromptResult.of(await self._entry.get_prompt(_context(), self.name, args))
+        return prompt_result(await self._entry.get_prompt(_context(), self.name, args))

@@ -33,6 +33,7 @@ from mcp_router.errors import (
     to_error_data,
     to_tool_result,
 )
+from mcp_router.gateway import passthrough
 from mcp_router.gateway.rounds import InputRounds
 from mcp_router.routing.forwarder import Forwarder
 
@@ -46,7 +47,9 @@ class CallEntry:
 
     For a 2026-07-28 caller a tool call is a multi-round-trip request (`InputRounds`): what a
     legacy backend asks mid-call comes back as an ``InputRequiredResult``, and the retry
-    continues the same backend call.
+    continues the same backend call. A backend that speaks 2026-07-28 asks with its own
+    ``InputRequiredResult``, which passes through (`passthrough`), and the retry goes back to
+    that backend.
     """
 
     def __init__(self, forwarder: Forwarder, rounds: InputRounds | None = None) -> None:
@@ -69,7 +72,7 @@ class CallEntry:
         with self._as_current(ctx) as call:
             progress = call.progress if call and call.progress_token is not None else None
 
-            async def run() -> types.CallToolResult:
+            async def run() -> types.CallToolResult | types.InputRequiredResult:
                 try:
                     return await self.forwarder.call_tool(
                         name, arguments, progress_callback=progress
@@ -80,15 +83,15 @@ class CallEntry:
 
             if call is None or not call.modern or ctx is None:
                 return await run()
-            return await self.rounds.run(
-                call,
-                ("tools/call", name, arguments),
-                run,
-                ctx.request_state,
-                ctx.input_responses,
+            state, responses = passthrough.resume(call, ctx.request_state, ctx.input_responses)
+            result = await self.rounds.run(
+                call, ("tools/call", name, arguments), run, state, responses
             )
+            return passthrough.hand_out(call, result)
 
-    async def read_resource(self, ctx: Context | None, uri: str) -> types.ReadResourceResult:
+    async def read_resource(
+        self, ctx: Context | None, uri: str
+    ) -> types.ReadResourceResult | types.InputRequiredResult:
         """Read an exposed resource URI; errors are raised as `MCPError`.
 
         The contents' URIs come back in exposed form (`links.expose_read_result`).
@@ -99,7 +102,7 @@ class CallEntry:
 
     async def get_prompt(
         self, ctx: Context | None, name: str, arguments: dict[str, str] | None
-    ) -> types.GetPromptResult:
+    ) -> types.GetPromptResult | types.InputRequiredResult:
         """Render an exposed prompt; errors are raised as `MCPError`."""
         return await self._request(
             ctx, "prompts/get", name, lambda: self.forwarder.get_prompt(name, arguments)
@@ -130,9 +133,11 @@ class CallEntry:
         *,
         uri: str | None = None,
     ) -> T:
-        with self._as_current(ctx):
+        with self._as_current(ctx) as call:
+            if call is not None and call.modern and ctx is not None:
+                passthrough.resume(call, ctx.request_state, ctx.input_responses)
             try:
-                return await run()
+                return passthrough.hand_out(call, await run())
             except UnknownComponentError as exc:
                 _log_router_error(method, what, exc)
                 if uri is not None:

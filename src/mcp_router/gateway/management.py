@@ -34,6 +34,9 @@ def backend_summary(backend: Backend) -> dict[str, Any]:
         "circuit_state": breaker.state.value,
         "error_count": breaker.total_failures,
         "in_flight": backend.in_flight,
+        # one per era the router speaks with it: the handshake session's, and 2026-07-28 when
+        # the backend speaks it too (backends/eras.py; a stdio backend is probed on first use)
+        "protocol_versions": backend.protocol_versions,
         **backend.catalog.counts,
         "last_error": backend.last_error,
     }

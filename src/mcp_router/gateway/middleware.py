@@ -20,7 +20,7 @@ from fastmcp.server.middleware import Middleware, MiddlewareContext
 
 from mcp_router.backends.manager import BackendManager
 from mcp_router.call_context import FrontCall
-from mcp_router.gateway.components import VerbatimPromptResult, VerbatimResourceResult
+from mcp_router.gateway.components import prompt_result, resource_result
 from mcp_router.gateway.entry import CallEntry
 
 
@@ -65,7 +65,7 @@ class RoutingMiddleware(Middleware):
         if self._manager.index.resolve_uri(uri) is None:
             return await call_next(context)
         wire = await self._entry.read_resource(context.fastmcp_context, uri)
-        return VerbatimResourceResult.of(wire)
+        return resource_result(wire)
 
     async def on_get_prompt(
         self, context: MiddlewareContext[types.GetPromptRequestParams], call_next: Any
@@ -74,4 +74,4 @@ class RoutingMiddleware(Middleware):
         if params.name not in self._manager.index.prompts:
             return await call_next(context)
         wire = await self._entry.get_prompt(context.fastmcp_context, params.name, params.arguments)
-        return VerbatimPromptResult.of(wire)
+        return prompt_result(wire)

@@ -32,6 +32,7 @@ from mcp.shared.exceptions import MCPError
 
 from mcp_router.backends.backend import Backend
 from mcp_router.backends.manager import BackendManager, ExposedTool
+from mcp_router.call_context import current_call
 from mcp_router.errors import (
     AccessDeniedError,
     BackendError,
@@ -43,7 +44,7 @@ from mcp_router.errors import (
 )
 from mcp_router.links import expose_prompt_result, expose_read_result, expose_tool_result
 from mcp_router.resilience.retry import RetryPolicy
-from mcp_router.routing.engine import RoutingDecision, RoutingEngine
+from mcp_router.routing.engine import Candidate, RoutingDecision, RoutingEngine
 
 logger = logging.getLogger("mcp_router.calls")
 
@@ -119,22 +120,27 @@ class Forwarder:
         *,
         progress_callback: ProgressFnT | None = None,
         meta: dict[str, Any] | None = None,
-    ) -> types.CallToolResult:
+    ) -> types.CallToolResult | types.InputRequiredResult:
         """Call an exposed tool on the best available backend."""
         self._admit("tool", exposed, arguments)  # first: a refused call moves no balancer
-        entry, decision = self.tool_decision(exposed)
+        # The retry of a backend's round goes to that backend (`_pinned`): it moves no balancer.
+        entry, decision = self.tool_decision(exposed, preview=_resuming())
         original = entry.original_name
 
-        async def call(b: Backend) -> types.CallToolResult:
+        async def call(b: Backend) -> types.CallToolResult | types.InputRequiredResult:
             result = await b.call_tool(
                 original, arguments, progress_callback=progress_callback, meta=meta
             )
+            if isinstance(result, types.InputRequiredResult):
+                return result  # a modern backend asks the client: its request, verbatim
             # resource links/embedded resources point at the exposed, readable URIs
             return self._exposed(expose_tool_result, result, b, entry.group, entry.namespace)
 
         return await self._run("tool", exposed, decision, call, safe_to_retry=entry.safe_to_retry)
 
-    async def read_resource(self, exposed_uri: str) -> types.ReadResourceResult:
+    async def read_resource(
+        self, exposed_uri: str
+    ) -> types.ReadResourceResult | types.InputRequiredResult:
         """Read a resource (listed or a template instance) by its exposed URI."""
         self._admit("resource", exposed_uri, None)
         resolved = self.manager.index.resolve_uri(exposed_uri)
@@ -145,15 +151,17 @@ class Forwarder:
         decision = self.group_decision(exposed_uri, resolved.group, original, serves)
         group, codec = resolved.group, self.manager.index.uri_codec
 
-        async def read(b: Backend) -> types.ReadResourceResult:
+        async def read(b: Backend) -> types.ReadResourceResult | types.InputRequiredResult:
             result = await b.relayed(lambda s: s.read_resource(original))
+            if isinstance(result, types.InputRequiredResult):
+                return result
             return expose_read_result(result, codec, exposed_uri, original, group)
 
         return await self._run("resource", exposed_uri, decision, read, safe_to_retry=True)
 
     async def get_prompt(
         self, exposed: str, arguments: dict[str, str] | None
-    ) -> types.GetPromptResult:
+    ) -> types.GetPromptResult | types.InputRequiredResult:
         """Render an exposed prompt on its backend."""
         self._admit("prompt", exposed, arguments)
         entry = self.manager.index.prompts.get(exposed)
@@ -164,8 +172,10 @@ class Forwarder:
             exposed, entry.group, original, lambda b: original in b.catalog.prompts
         )
 
-        async def get(b: Backend) -> types.GetPromptResult:
+        async def get(b: Backend) -> types.GetPromptResult | types.InputRequiredResult:
             result = await b.relayed(lambda s: s.get_prompt(original, arguments))
+            if isinstance(result, types.InputRequiredResult):
+                return result
             return self._exposed(expose_prompt_result, result, b, entry.group, entry.namespace)
 
         return await self._run("prompt", exposed, decision, get, safe_to_retry=True)
@@ -241,6 +251,7 @@ class Forwarder:
         *,
         safe_to_retry: bool,
     ) -> T:
+        decision = _pinned(decision)
         record = CallRecord(kind, exposed, decision=decision)
         self.last_routing[exposed] = decision
         start = time.perf_counter()
@@ -334,6 +345,40 @@ class Forwarder:
         self.last_decisions[record.exposed] = tried
         record.outcome = "error" if tried else "no_backend"
         raise RoutingError(_no_backend_message(record, decision))
+
+
+def _resuming() -> bool:
+    front = current_call.get()
+    return front is not None and front.resume is not None
+
+
+def _pinned(decision: RoutingDecision) -> RoutingDecision:
+    """The decision for the retry of a round a modern backend started: that backend only.
+
+    Its ``requestState`` means something to that backend alone (another replica of the group
+    may not share its key or its state), so the retry neither balances nor fails over; when
+    that backend is not a candidate any more (reloaded away, circuit open) the retry fails
+    and the client starts over.
+    """
+    front = current_call.get()
+    resume = front.resume if front is not None else None
+    if resume is None:
+        return decision
+
+    def keep(candidates: list[Candidate]) -> list[Candidate]:
+        return [c for c in candidates if c.backend.name == resume.backend]
+
+    if not keep(decision.candidates) and not keep(decision.skipped):
+        raise RoutingError(
+            f"'{decision.exposed_name}': the backend that asked for input ('{resume.backend}') "
+            "no longer serves it; send the request again without requestState"
+        )
+    return RoutingDecision(
+        decision.exposed_name,
+        decision.original_name,
+        candidates=keep(decision.candidates),
+        skipped=keep(decision.skipped),
+    )
 
 
 def _completes(backend: Backend) -> bool:
