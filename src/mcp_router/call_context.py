@@ -12,7 +12,9 @@ Which call a backend message belongs to:
   that sent the call, so `current_call` (a context variable) names the call;
 - over stdio and SSE there is no such link: when exactly one relayed call is in flight on that
   backend, it is that one; otherwise the message cannot be attributed, and it is refused
-  (requests) or kept in the router's own log (notifications), never sent to a guess.
+  (requests) or kept in the router's own log (notifications), never sent to a guess. An input
+  round parked on its client (its questions handed out, the retry not yet in) does not count:
+  its backend call waits on those questions and asks nothing new until the client answers.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ class FrontCall:
     # For a 2026-07-28 client: asks the client through an InputRequiredResult round (set by
     # the call entry); the backend's server-to-client request waits for the client's retry.
     ask: Callable[[Any], Awaitable[Any]] | None = None
+    # An input round that handed its questions to the client and waits for the retry: its
+    # backend call is blocked on those questions, so it asks nothing new until then (and a
+    # client that never comes back must not make every other call unattributable).
+    parked: bool = False
 
     @classmethod
     def from_context(cls, context: Context | None) -> FrontCall | None:
@@ -175,13 +181,14 @@ class CallRegistry:
         call = current_call.get()
         if call is not None and id(call) in self._calls:
             return call
-        if len(self._calls) == 1:
-            return next(iter(self._calls.values()))
+        active = [c for c in self._calls.values() if not c.parked]
+        if len(active) == 1:
+            return active[0]
         return None
 
     def unattributed(self, what: str) -> types.ErrorData:
         """The error for a server-to-client request no single call can own."""
-        n = len(self._calls)
+        n = sum(1 for c in self._calls.values() if not c.parked)
         why = (
             "no call is in flight on it"
             if n == 0

@@ -13,8 +13,8 @@ from typing import Any
 
 import mcp_types as types
 from fastmcp.exceptions import ResourceError
-from fastmcp.prompts.base import Prompt, PromptArgument, PromptResult
-from fastmcp.resources.base import Resource, ResourceResult
+from fastmcp.prompts.base import InputRequiredPromptResult, Prompt, PromptArgument, PromptResult
+from fastmcp.resources.base import InputRequiredResourceResult, Resource, ResourceResult
 from fastmcp.resources.template import ResourceTemplate
 from fastmcp.server.context import Context
 from fastmcp.server.dependencies import get_context
@@ -30,8 +30,10 @@ class VerbatimResourceResult(ResourceResult):
     _wire: types.ReadResourceResult = PrivateAttr()
 
     @classmethod
-    def of(cls, wire: types.ReadResourceResult) -> VerbatimResourceResult:
-        """Wrap the backend's result."""
+    def of(cls, wire: types.ReadResourceResult | types.InputRequiredResult) -> ResourceResult:
+        """Wrap the backend's result (an input round stays one)."""
+        if isinstance(wire, types.InputRequiredResult):
+            return InputRequiredResourceResult(wire)
         result = cls(contents=[])
         result._wire = wire
         return result
@@ -47,8 +49,10 @@ class VerbatimPromptResult(PromptResult):
     _wire: types.GetPromptResult = PrivateAttr()
 
     @classmethod
-    def of(cls, wire: types.GetPromptResult) -> VerbatimPromptResult:
-        """Wrap the backend's result."""
+    def of(cls, wire: types.GetPromptResult | types.InputRequiredResult) -> PromptResult:
+        """Wrap the backend's result (an input round stays one)."""
+        if isinstance(wire, types.InputRequiredResult):
+            return InputRequiredPromptResult(wire)
         result = cls(messages=[])
         result._wire = wire
         return result

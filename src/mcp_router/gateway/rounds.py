@@ -43,6 +43,10 @@ T = TypeVar("T")
 # Rounds kept at once: a client that starts calls and never retries cannot grow this past the
 # bound (the oldest round is cancelled first).
 MAX_ROUNDS = 10_000
+# A backend that asks several things at once (elicitation, sampling and roots in one
+# asyncio.gather) sends them back to back: the round waits this long after each question
+# for the next one, so the client gets them in one InputRequiredResult.
+SETTLE_SECONDS = 0.05
 
 
 class _Round:
@@ -93,21 +97,33 @@ class _Round:
             if self.task.done():
                 self._rounds.forget(self)
                 return self.task.result()
-            if self.pending:
+            if self.pending and not await self._wait_change(SETTLE_SECONDS):
+                # Quiet for SETTLE_SECONDS: the backend asked all it asks at once.
                 self.step += 1
+                self.call.parked = True
                 return types.InputRequiredResult(
                     input_requests={k: req for k, (req, _f) in self.pending.items()},
                     request_state=self.state,
                 )
-            self._changed.clear()
-            changed = asyncio.ensure_future(self._changed.wait())
-            try:
-                await asyncio.wait({self.task, changed}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                changed.cancel()
+            if not self.pending:
+                await self._wait_change(None)
+
+    async def _wait_change(self, timeout: float | None) -> bool:
+        """Wait until the call ends or asks something new; False when ``timeout`` passed."""
+        assert self.task is not None
+        self._changed.clear()
+        changed = asyncio.ensure_future(self._changed.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {self.task, changed}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            changed.cancel()
+        return bool(done)
 
     def answer(self, responses: dict[str, Any] | None) -> None:
         """Hand the client's responses to the backend's pending requests."""
+        self.call.parked = False
         for key, response in (responses or {}).items():
             entry = self.pending.pop(key, None)
             if entry is not None and not entry[1].done():
