@@ -45,6 +45,7 @@ from support import (
     fastmcp_server,
     free_port,
     kill_group,
+    run_router,
     spawn,
     write_config,
 )
@@ -53,7 +54,6 @@ from test_conformance import (
     Outcome,
     _enter_concurrently,
     _explain,
-    _router_url,
     _url_of,
     check_routed,
     conformance_env,
@@ -155,13 +155,25 @@ def load_expected() -> dict[str, Any]:
 
 @contextlib.contextmanager
 def start_targets(tmp: Path) -> Iterator[dict[str, str]]:
-    """Start the backends (HTTP, SSE) and the three routers; yield each target's MCP URL."""
+    """Start the backends (two over HTTP, one over SSE; the stdio one is the router's child)
+    and the three routers; yield each target's MCP URL."""
     with contextlib.ExitStack() as stack:
-        http_port, sse_port = free_port(), free_port()
+        # One backend process per target: the list-change hooks change a process's lists, and
+        # one target's changes must not be another's.
+        direct_port, http_port, sse_port = free_port(), free_port(), free_port()
+        direct_url = f"http://127.0.0.1:{direct_port}/mcp"
         http_url = f"http://127.0.0.1:{http_port}/mcp"
         sse_url = f"http://127.0.0.1:{sse_port}/sse"
         backends: dict[str, AbstractContextManager[str]] = {
             DIRECT: _url_of(
+                spawn(
+                    fastmcp_server("conformance2026", "http", direct_port),
+                    ready_url=direct_url,
+                    timeout=60.0,
+                ),
+                direct_url,
+            ),
+            "http": _url_of(
                 spawn(
                     fastmcp_server("conformance2026", "http", http_port),
                     ready_url=http_url,
@@ -196,7 +208,7 @@ def start_targets(tmp: Path) -> Iterator[dict[str, str]]:
             },
         }
         routers = {
-            name: _router_url(write_config(tmp / f"{name}.yaml", [backend]))
+            name: _router_url(write_config(tmp / f"{name}.yaml", [backend]), tmp / f"{name}.log")
             for name, backend in configs.items()
         }
         urls |= _enter_concurrently(stack, routers)
@@ -248,6 +260,12 @@ def open_profile_session(url: str, capabilities: dict[str, Any]) -> None:
     answer = httpx2.post(url, json=body, headers=headers, timeout=90.0)
     assert answer.status_code == 200, f"{url} {capabilities}: {answer.status_code} {answer.text}"
     assert "simple text response" in answer.text, f"{url} {capabilities}: {answer.text}"
+
+
+@contextlib.contextmanager
+def _router_url(config: Path, log: Path) -> Iterator[str]:
+    with run_router(config, log, timeout=60.0) as router:
+        yield router.url
 
 
 def run_targets(tmp: Path, env: dict[str, str]) -> dict[str, dict[str, Outcome]]:

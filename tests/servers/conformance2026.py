@@ -12,7 +12,9 @@ subscriptions, caching hints) plus the fixtures of the 2026-07-28 scenarios:
 - the multi-round-trip fixtures (SEP-2322) ``test_input_required_result_elicitation``,
   ``..._sampling``, ``..._list_roots``, ``..._request_state``, ``..._multiple_inputs``,
   ``..._multi_round``, ``..._tampered_state``, ``..._capabilities`` and the prompt
-  ``test_input_required_result_prompt``.
+  ``test_input_required_result_prompt``;
+- ``subscriptions/listen`` and the list-changing hooks ``test_trigger_tool_change`` /
+  ``test_trigger_prompt_change`` (server-stateless's subscription checks).
 
 Each multi-round-trip fixture is written once for both eras (`_ask`): on a 2026-07-28
 connection it returns an ``InputRequiredResult`` and reads ``ctx.input_responses`` /
@@ -29,6 +31,12 @@ from typing import Any
 import mcp_types
 from fastmcp import Context, FastMCP
 from fastmcp.server.event_store import EventStore
+from mcp.server.subscriptions import (
+    InMemorySubscriptionBus,
+    ListenHandler,
+    PromptsListChanged,
+    ToolsListChanged,
+)
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.shared.message import ServerMessageMetadata
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
@@ -286,6 +294,49 @@ def add_capability_checks(mcp: FastMCP) -> None:
         return "the client declared sampling"
 
 
+def add_list_changes(mcp: FastMCP) -> None:
+    """``subscriptions/listen`` (so ``server/discover`` advertises listChanged) and the hooks
+    ``test_trigger_tool_change`` / ``test_trigger_prompt_change`` that change the lists: they
+    add or remove ``test_dynamic_tool`` / ``test_dynamic_prompt`` and tell listen streams
+    (2026-07-28) and the calling session (handshake era, e.g. the router's backend session)."""
+    bus = InMemorySubscriptionBus()
+    mcp._mcp_server.add_request_handler(
+        "subscriptions/listen", mcp_types.SubscriptionsListenRequestParams, ListenHandler(bus)
+    )
+
+    def dynamic_tool() -> str:
+        return "added by test_trigger_tool_change"
+
+    def dynamic_prompt() -> str:
+        return "added by test_trigger_prompt_change"
+
+    @mcp.tool(description="Adds or removes test_dynamic_tool (the tool list changes).")
+    async def test_trigger_tool_change(ctx: Context) -> str:
+        if "test_dynamic_tool" in {t.name for t in await mcp.list_tools()}:
+            mcp.local_provider.remove_tool("test_dynamic_tool")
+        else:
+            mcp.tool(name="test_dynamic_tool", description="A tool that comes and goes.")(
+                dynamic_tool
+            )
+        await bus.publish(ToolsListChanged())
+        if not _modern(ctx):
+            await ctx.send_notification(mcp_types.ToolListChangedNotification())
+        return "tool list changed"
+
+    @mcp.tool(description="Adds or removes test_dynamic_prompt (the prompt list changes).")
+    async def test_trigger_prompt_change(ctx: Context) -> str:
+        if "test_dynamic_prompt" in {p.name for p in await mcp.list_prompts()}:
+            mcp.local_provider.remove_prompt("test_dynamic_prompt")
+        else:
+            mcp.prompt(name="test_dynamic_prompt", description="A prompt that comes and goes.")(
+                dynamic_prompt
+            )
+        await bus.publish(PromptsListChanged())
+        if not _modern(ctx):
+            await ctx.send_notification(mcp_types.PromptListChangedNotification())
+        return "prompt list changed"
+
+
 def create_server() -> FastMCP:
     """The 2026-07-28 conformance backend."""
     mcp = FastMCP(name="conformance2026", version="1.0.0", dereference_schemas=False)
@@ -295,6 +346,7 @@ def create_server() -> FastMCP:
     add_subscriptions(mcp)
     add_input_required(mcp)
     add_capability_checks(mcp)
+    add_list_changes(mcp)
     return mcp
 
 
