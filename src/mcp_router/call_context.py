@@ -51,6 +51,9 @@ class FrontCall:
     # backend call is blocked on those questions, so it asks nothing new until then (and a
     # client that never comes back must not make every other call unattributable).
     parked: bool = False
+    # For a 2026-07-28 client's round: the backend needs a capability the client did not
+    # declare; the round ends the client's request with -32021 naming it (set by the round).
+    lacks: Callable[[dict[str, Any]], None] | None = None
 
     @classmethod
     def from_context(cls, context: Context | None) -> FrontCall | None:
@@ -111,6 +114,8 @@ class FrontCall:
                 "2026-07-28 protocol, which has no server-to-client requests during a call",
             )
         if not self.session.check_client_capability(capability):
+            if self.modern and self.lacks is not None:
+                self.lacks(capability.model_dump(by_alias=True, exclude_none=True, mode="json"))
             return types.ErrorData(
                 code=types.INVALID_REQUEST,
                 message=f"{what} is not available: the calling client did not declare it",

@@ -143,8 +143,8 @@ def _text(result: Any) -> str:
     content = getattr(result, "content", None)
     if isinstance(content, mcp_types.TextContent):
         return content.text
-    if isinstance(content, dict):
-        return str(content.get("name") or content.get("color") or content)
+    if isinstance(content, dict) and len(content) == 1:
+        return str(next(iter(content.values())))  # the one field asked for
     return str(content)
 
 
