@@ -25,6 +25,7 @@ import logging
 import secrets
 from typing import Any
 
+import anyio
 import mcp_types as types
 from fastmcp import FastMCP
 from fastmcp.server.middleware import Middleware, MiddlewareContext
@@ -43,6 +44,8 @@ from mcp_router.backends.manager import BackendManager
 from mcp_router.gateway.protocol import ProtocolRelay
 
 logger = logging.getLogger("mcp_router.listen")
+
+UNSUBSCRIBE_SECONDS = 10.0  # a backend that does not answer unsubscribe is not waited on longer
 
 _LIST_EVENTS: dict[str, ServerEvent] = {
     "tools": ToolsListChanged(),
@@ -79,7 +82,10 @@ class ListenStreams(Middleware):
         try:
             return await self._handler(ctx, params)
         finally:
-            await self._relay.unsubscribe_stream(token)
+            # The stream usually ends by cancellation (the client went away): shielded, so
+            # the backend subscriptions are dropped all the same, within a bound.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(UNSUBSCRIBE_SECONDS):
+                await self._relay.unsubscribe_stream(token)
 
     async def publish_lists(self, kinds: set[str]) -> None:
         """Tell every listen stream that asked that these lists changed."""
