@@ -250,6 +250,8 @@ def start_targets(tmp: Path, names: tuple[str, ...]) -> Iterator[dict[str, str]]
                 "command": sys.executable,
                 "args": fastmcp_server("conformance", "stdio")[1:],
                 "namespace": "",
+                # each capability profile is a Python child of its own, slow on a busy machine
+                "connect_timeout_seconds": 60,
             },
             ROUTER_EVERYTHING: {
                 "name": "everything",

@@ -12,7 +12,9 @@ Which call a backend message belongs to:
   that sent the call, so `current_call` (a context variable) names the call;
 - over stdio and SSE there is no such link: when exactly one relayed call is in flight on that
   backend, it is that one; otherwise the message cannot be attributed, and it is refused
-  (requests) or kept in the router's own log (notifications), never sent to a guess.
+  (requests) or kept in the router's own log (notifications), never sent to a guess. An input
+  round parked on its client (its questions handed out, the retry not yet in) does not count:
+  its backend call waits on those questions and asks nothing new until the client answers.
 """
 
 from __future__ import annotations
@@ -72,6 +74,13 @@ class FrontCall:
     resume: Resume | None = None
     # Set when a modern backend answered this request with an InputRequiredResult: its name.
     input_required_from: str | None = None
+    # An input round that handed its questions to the client and waits for the retry: its
+    # backend call is blocked on those questions, so it asks nothing new until then (and a
+    # client that never comes back must not make every other call unattributable).
+    parked: bool = False
+    # For a 2026-07-28 client's round: the backend needs a capability the client did not
+    # declare; the round ends the client's request with -32021 naming it (set by the round).
+    lacks: Callable[[dict[str, Any]], None] | None = None
 
     @classmethod
     def from_context(cls, context: Context | None) -> FrontCall | None:
@@ -135,6 +144,8 @@ class FrontCall:
                 "2026-07-28 protocol, which has no server-to-client requests during a call",
             )
         if not self.session.check_client_capability(capability):
+            if self.modern and self.lacks is not None:
+                self.lacks(capability.model_dump(by_alias=True, exclude_none=True, mode="json"))
             return types.ErrorData(
                 code=types.INVALID_REQUEST,
                 message=f"{what} is not available: the calling client did not declare it",
@@ -205,13 +216,14 @@ class CallRegistry:
         call = current_call.get()
         if call is not None and id(call) in self._calls:
             return call
-        if len(self._calls) == 1:
-            return next(iter(self._calls.values()))
+        active = [c for c in self._calls.values() if not c.parked]
+        if len(active) == 1:
+            return active[0]
         return None
 
     def unattributed(self, what: str) -> types.ErrorData:
         """The error for a server-to-client request no single call can own."""
-        n = len(self._calls)
+        n = sum(1 for c in self._calls.values() if not c.parked)
         why = (
             "no call is in flight on it"
             if n == 0

@@ -526,10 +526,20 @@ class Backend:
             return
         method = getattr(message, "method", None)
         kind = _LIST_CHANGED.get(method or "")
-        if kind is not None and self._tg is not None:
-            self._tg.start_soon(self._refresh, kind)
+        if kind is not None:
+            # One server behind all of a backend's sessions: a server that tells only the
+            # session that changed its lists (FastMCP tells the calling session) changed them
+            # for the others too, whose catalogs would otherwise keep what is gone.
+            for member in self._family():
+                if member._tg is not None:
+                    member._tg.start_soon(member._refresh, kind)
         elif self._on_notification is not None:
             await self._on_notification(self, message)
+
+    def _family(self) -> list[Backend]:
+        """This backend's sessions: the main one, its profile and per-client sessions."""
+        root = self._client_of or self
+        return [root, *root._profiles.values(), *root._per_client.values()]
 
     async def _handle_log(self, params: types.LoggingMessageNotificationParams) -> None:
         logger.info("[%s log %s] %s", self.name, params.level, params.data)

@@ -30,8 +30,10 @@ class VerbatimResourceResult(ResourceResult):
     _wire: types.ReadResourceResult = PrivateAttr()
 
     @classmethod
-    def of(cls, wire: types.ReadResourceResult) -> VerbatimResourceResult:
-        """Wrap the backend's result."""
+    def of(cls, wire: types.ReadResourceResult | types.InputRequiredResult) -> ResourceResult:
+        """Wrap the backend's result (an input round stays one)."""
+        if isinstance(wire, types.InputRequiredResult):
+            return InputRequiredResourceResult(wire)
         result = cls(contents=[])
         result._wire = wire
         return result
@@ -47,8 +49,10 @@ class VerbatimPromptResult(PromptResult):
     _wire: types.GetPromptResult = PrivateAttr()
 
     @classmethod
-    def of(cls, wire: types.GetPromptResult) -> VerbatimPromptResult:
-        """Wrap the backend's result."""
+    def of(cls, wire: types.GetPromptResult | types.InputRequiredResult) -> PromptResult:
+        """Wrap the backend's result (an input round stays one)."""
+        if isinstance(wire, types.InputRequiredResult):
+            return InputRequiredPromptResult(wire)
         result = cls(messages=[])
         result._wire = wire
         return result

@@ -41,6 +41,9 @@ logger = logging.getLogger("mcp_router.calls")
 
 T = TypeVar("T")
 
+# `_request` for a method that never answers with an InputRequiredResult.
+_NOT_IN_ROUNDS: Any = object()
+
 
 class CallEntry:
     """Runs one client request through the router with the caller's context set.
@@ -81,31 +84,53 @@ class CallEntry:
                     _log_router_error("tools/call", name, exc)
                     return to_tool_result(exc)
 
-            if call is None or not call.modern or ctx is None:
-                return await run()
-            state, responses = passthrough.resume(call, ctx.request_state, ctx.input_responses)
-            result = await self.rounds.run(
-                call, ("tools/call", name, arguments), run, state, responses
-            )
-            return passthrough.hand_out(call, result)
+            return await self._in_rounds(ctx, call, ("tools/call", name, arguments), run)
+
+    async def _in_rounds(
+        self,
+        ctx: Context | None,
+        call: FrontCall | None,
+        binding: tuple[str, str, Any],
+        run: Callable[[], Awaitable[T]],
+    ) -> T | types.InputRequiredResult:
+        """Run ``run`` directly, or, for a 2026-07-28 caller, as a multi-round-trip request
+        (what the backend asks mid-call comes back as an ``InputRequiredResult``)."""
+        if call is None or not call.modern or ctx is None:
+            return await run()
+        # A retry of a round a modern backend started goes back to that backend (passthrough);
+        # anything else is the router's own round or a first request.
+        state, responses = passthrough.resume(call, ctx.request_state, _input_responses(ctx))
+        result = await self.rounds.run(call, binding, run, state, responses)
+        return passthrough.hand_out(call, result)
 
     async def read_resource(
         self, ctx: Context | None, uri: str
     ) -> types.ReadResourceResult | types.InputRequiredResult:
         """Read an exposed resource URI; errors are raised as `MCPError`.
 
-        The contents' URIs come back in exposed form (`links.expose_read_result`).
+        The contents' URIs come back in exposed form (`links.expose_read_result`). For a
+        2026-07-28 caller the read is a multi-round-trip request, like a tool call.
         """
         return await self._request(
-            ctx, "resources/read", uri, lambda: self.forwarder.read_resource(uri), uri=uri
+            ctx,
+            "resources/read",
+            uri,
+            lambda: self.forwarder.read_resource(uri),
+            uri=uri,
+            bound=None,
         )
 
     async def get_prompt(
         self, ctx: Context | None, name: str, arguments: dict[str, str] | None
     ) -> types.GetPromptResult | types.InputRequiredResult:
-        """Render an exposed prompt; errors are raised as `MCPError`."""
+        """Render an exposed prompt; errors are raised as `MCPError`. For a 2026-07-28
+        caller the render is a multi-round-trip request, like a tool call."""
         return await self._request(
-            ctx, "prompts/get", name, lambda: self.forwarder.get_prompt(name, arguments)
+            ctx,
+            "prompts/get",
+            name,
+            lambda: self.forwarder.get_prompt(name, arguments),
+            bound=arguments,
         )
 
     async def complete(
@@ -132,12 +157,17 @@ class CallEntry:
         run: Callable[[], Awaitable[T]],
         *,
         uri: str | None = None,
-    ) -> T:
+        bound: Any = _NOT_IN_ROUNDS,
+    ) -> T | types.InputRequiredResult:
+        """``bound``: the arguments a multi-round-trip request is bound to (by default the
+        method takes no part in rounds, as ``completion/complete``)."""
         with self._as_current(ctx) as call:
-            if call is not None and call.modern and ctx is not None:
-                passthrough.resume(call, ctx.request_state, ctx.input_responses)
             try:
-                return passthrough.hand_out(call, await run())
+                if bound is _NOT_IN_ROUNDS:
+                    if call is not None and call.modern and ctx is not None:
+                        passthrough.resume(call, ctx.request_state, ctx.input_responses)
+                    return passthrough.hand_out(call, await run())
+                return await self._in_rounds(ctx, call, (method, what, bound), run)
             except UnknownComponentError as exc:
                 _log_router_error(method, what, exc)
                 if uri is not None:
@@ -154,6 +184,20 @@ class CallEntry:
                 if uri is not None:
                     _expose_echoed_uri(exc, uri, self.forwarder)
                 raise
+
+
+def _input_responses(ctx: Context) -> dict[str, Any] | None:
+    """The client's ``inputResponses``; a value that is not an object of answers is a protocol
+    error (-32602), never a request without answers."""
+    rc = ctx.request_context
+    params = rc._srctx.params if rc is not None else None
+    if isinstance(params, dict) and "inputResponses" in params:
+        raw = params["inputResponses"]
+        if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+            raise MCPError(
+                types.INVALID_PARAMS, "inputResponses must be an object of input responses"
+            )
+    return ctx.input_responses
 
 
 def _log_router_error(method: str, what: str, exc: RoutingError) -> None:

@@ -4,6 +4,8 @@
   the router holds one backend subscription per (backend, URI), counted over the clients that
   asked, re-subscribes after a reconnect, and relays ``notifications/resources/updated`` (with
   the exposed URI) only to the clients that subscribed.
+- ``subscriptions/listen`` streams (2026-07-28) take part in the same backend subscriptions
+  (`subscribe_stream`; the stream itself is served by `gateway/listen.py`).
 - ``completion/complete`` for prompts and resource templates goes to the backend that owns the
   reference, with the backend's own name or URI template.
 - ``logging/setLevel``: FastMCP keeps each client's level on its connection; backends are asked
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import mcp_types as types
@@ -68,6 +70,12 @@ class _Subscription:
         self.original_uri = original_uri
         # connection id -> (the client's connection, weakly; exposed URI)
         self.clients: dict[int, tuple[weakref.ref[Any], str]] = {}
+        # subscriptions/listen stream token -> exposed URI (gateway/listen.py)
+        self.streams: dict[str, str] = {}
+
+    @property
+    def unused(self) -> bool:
+        return not self.clients and not self.streams
 
 
 class ProtocolRelay:
@@ -81,6 +89,8 @@ class ProtocolRelay:
         self.check: Callable[[str, str], None] | None = None
         self._subs: dict[tuple[str, str], _Subscription] = {}
         self._backend_level: str | None = None  # most verbose level asked of the backends
+        # Where a resource update for listen streams goes (set by gateway/listen.py).
+        self.publish_updated: Callable[[str], Awaitable[None]] | None = None
 
     # ------------------------------------------------------------------ wiring
 
@@ -134,16 +144,24 @@ class ProtocolRelay:
     # ------------------------------------------------------------------ subscriptions
 
     async def _subscribe(self, ctx: Any, params: types.SubscribeRequestParams) -> types.EmptyResult:
-        owners, original = self._owners(params.uri)
+        sub = await self._backend_subscription(ctx, params.uri)
+        connection = ctx.session._connection
+        sub.clients[id(connection)] = (weakref.ref(connection), params.uri)
+        return types.EmptyResult()
+
+    async def _backend_subscription(self, ctx: Any, exposed_uri: str) -> _Subscription:
+        """The backend subscription for ``exposed_uri`` on the session serving this client
+        (made now if it is the first); MCPError when no backend can take it."""
+        owners, original = self._owners(exposed_uri)
         if self.check is not None:
-            self.check("resources/subscribe", params.uri)
+            self.check("resources/subscribe", exposed_uri)
         live = [
             b for b in owners if b.state is BackendState.CONNECTED and self._supports_subscribe(b)
         ]
         if not live:
             raise MCPError(
                 types.INVALID_PARAMS,
-                f"cannot subscribe to {params.uri!r}: no connected backend serving it "
+                f"cannot subscribe to {exposed_uri!r}: no connected backend serving it "
                 "supports resource subscriptions",
             )
         connection = ctx.session._connection
@@ -158,8 +176,33 @@ class ProtocolRelay:
             except BackendError as exc:
                 raise MCPError(types.INTERNAL_ERROR, f"mcp-router: {exc}") from exc
             sub = self._subs[key] = _Subscription(backend, original)
-        sub.clients[id(connection)] = (weakref.ref(connection), params.uri)
-        return types.EmptyResult()
+        return sub
+
+    async def subscribe_stream(self, ctx: Any, token: str, exposed_uri: str) -> None:
+        """A ``subscriptions/listen`` stream asks for updates of ``exposed_uri``: subscribe on
+        its backend (before the stream's acknowledgement). A URI that cannot be subscribed
+        is left out: the stream honors it and it never fires."""
+        try:
+            sub = await self._backend_subscription(ctx, exposed_uri)
+        except MCPError as exc:
+            logger.info("listen stream: %s", exc.error.message)
+            return
+        sub.streams[token] = exposed_uri
+
+    async def unsubscribe_stream(self, token: str) -> None:
+        """The listen stream ``token`` ended: drop its backend subscriptions no one else uses."""
+        for key, sub in list(self._subs.items()):
+            if sub.streams.pop(token, None) is not None and sub.unused:
+                await self._drop(key, sub)
+
+    async def _drop(self, key: tuple[str, str], sub: _Subscription) -> None:
+        del self._subs[key]
+        backend = sub.session
+        if backend.state is BackendState.CONNECTED:
+            try:
+                await backend.request(lambda s, u=sub.original_uri: s.unsubscribe_resource(u))
+            except (BackendError, MCPError) as exc:
+                logger.info("unsubscribe on '%s' failed: %s", sub.backend, exc)
 
     async def _unsubscribe(
         self, ctx: Any, params: types.UnsubscribeRequestParams
@@ -170,16 +213,8 @@ class ProtocolRelay:
             if entry is None or entry[1] != params.uri:
                 continue
             del sub.clients[connection_id]
-            if not sub.clients:
-                del self._subs[key]
-                backend = sub.session
-                if backend.state is BackendState.CONNECTED:
-                    try:
-                        await backend.request(
-                            lambda s, u=sub.original_uri: s.unsubscribe_resource(u)
-                        )
-                    except (BackendError, MCPError) as exc:
-                        logger.info("unsubscribe on '%s' failed: %s", sub.backend, exc)
+            if sub.unused:
+                await self._drop(key, sub)
         return types.EmptyResult()
 
     async def resubscribe(self, backend: Backend) -> None:
@@ -198,6 +233,10 @@ class ProtocolRelay:
         sub = self._subs.get((backend.session_key, uri))
         if sub is None:
             return
+        if sub.streams and self.publish_updated is not None:
+            # One event per exposed URI: the bus hands it to every stream that asked.
+            for exposed in set(sub.streams.values()):
+                await self.publish_updated(exposed)
         for connection_id, (ref, exposed) in list(sub.clients.items()):
             connection = ref()
             if connection is None:

@@ -18,7 +18,11 @@ sampling, elicitation and roots requests mid-call. `InputRounds` joins the two:
 the request and the principal, with an expiry; key from ``MCP_STATE_KEY`` or generated per
 process), so what arrives here is only ever a value the router minted; the step counter
 makes each state single-use (a replayed or stale state gets -32602). A round the client
-abandons is cancelled on the backend after ``routing.input_timeout_seconds``.
+abandons is cancelled on the backend after ``routing.input_timeout_seconds``. When the backend
+asks for something the client did not declare (sampling, elicitation, roots in the request's
+``clientCapabilities``), the call is cancelled and the client gets -32021 with
+``requiredCapabilities`` (HTTP 400 on the modern transport), never a result the backend
+produced without it.
 """
 
 from __future__ import annotations
@@ -43,6 +47,10 @@ T = TypeVar("T")
 # Rounds kept at once: a client that starts calls and never retries cannot grow this past the
 # bound (the oldest round is cancelled first).
 MAX_ROUNDS = 10_000
+# A backend that asks several things at once (elicitation, sampling and roots in one
+# asyncio.gather) sends them back to back: the round waits this long after each question
+# for the next one, so the client gets them in one InputRequiredResult.
+SETTLE_SECONDS = 0.05
 
 
 class _Round:
@@ -59,6 +67,8 @@ class _Round:
         self._changed = asyncio.Event()
         self._rounds = rounds
         self._timer: asyncio.TimerHandle | None = None
+        # What the backend needed that the client did not declare (-32021), if it came to that.
+        self.required: dict[str, Any] | None = None
 
     @property
     def state(self) -> str:
@@ -73,16 +83,23 @@ class _Round:
         self._changed.set()
         return await future
 
+    def lacks(self, required: dict[str, Any]) -> None:
+        """Called (through the `FrontCall`) when the backend asks for a capability the client
+        did not declare: the client's request ends with -32021 instead of a result the
+        backend produced without what it needed."""
+        self.required = {**(self.required or {}), **required}
+        self._changed.set()
+
     def arm(self, timeout: float) -> None:
         """(Re)start the abandon timer: the client must come back within ``timeout``."""
         if self._timer is not None:
             self._timer.cancel()
         self._timer = asyncio.get_running_loop().call_later(timeout, self.abandon)
 
-    def abandon(self) -> None:
-        """The client did not come back: cancel the call on the backend."""
+    def abandon(self, why: str = "abandoned by its client") -> None:
+        """The client did not come back (or cannot answer): cancel the call on the backend."""
         if self.task is not None and not self.task.done():
-            logger.info("input round %s abandoned by its client: cancelling the call", self.id)
+            logger.info("input round %s %s: cancelling the call", self.id, why)
             self.task.cancel()
         self._rounds.forget(self)
 
@@ -90,24 +107,44 @@ class _Round:
         """Wait until the call finishes (its result) or asks something (InputRequiredResult)."""
         assert self.task is not None
         while True:
+            if self.required is not None:
+                self.abandon("needs a capability its client did not declare")
+                raise MCPError(
+                    types.MISSING_REQUIRED_CLIENT_CAPABILITY,
+                    "the backend needs client capabilities this request did not declare: "
+                    + ", ".join(sorted(self.required)),
+                    data={"requiredCapabilities": self.required},
+                )
             if self.task.done():
                 self._rounds.forget(self)
                 return self.task.result()
-            if self.pending:
+            if self.pending and not await self._wait_change(SETTLE_SECONDS):
+                # Quiet for SETTLE_SECONDS: the backend asked all it asks at once.
                 self.step += 1
+                self.call.parked = True
                 return types.InputRequiredResult(
                     input_requests={k: req for k, (req, _f) in self.pending.items()},
                     request_state=self.state,
                 )
-            self._changed.clear()
-            changed = asyncio.ensure_future(self._changed.wait())
-            try:
-                await asyncio.wait({self.task, changed}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                changed.cancel()
+            if not self.pending:
+                await self._wait_change(None)
+
+    async def _wait_change(self, timeout: float | None) -> bool:
+        """Wait until the call ends or asks something new; False when ``timeout`` passed."""
+        assert self.task is not None
+        self._changed.clear()
+        changed = asyncio.ensure_future(self._changed.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {self.task, changed}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            changed.cancel()
+        return bool(done)
 
     def answer(self, responses: dict[str, Any] | None) -> None:
         """Hand the client's responses to the backend's pending requests."""
+        self.call.parked = False
         for key, response in (responses or {}).items():
             entry = self.pending.pop(key, None)
             if entry is not None and not entry[1].done():
@@ -159,6 +196,7 @@ class InputRounds:
             oldest.abandon()
         round_ = _Round(self, key, call)
         call.ask = round_.ask
+        call.lacks = round_.lacks
         self._rounds[round_.id] = round_
         context = contextvars.copy_context()
         context.run(current_call.set, call)

@@ -6,7 +6,7 @@ import asyncio
 import gc
 import logging
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +31,7 @@ from mcp_router.gateway.discovery import (
 from mcp_router.gateway.entry import CallEntry
 from mcp_router.gateway.instructions import aggregate as aggregate_instructions
 from mcp_router.gateway.lifecycle import Lifecycle, LifecycleGate
+from mcp_router.gateway.listen import ListenStreams
 from mcp_router.gateway.management import register_management_tools
 from mcp_router.gateway.metrics import RouterMetrics, UnknownNameMetrics
 from mcp_router.gateway.middleware import RoutingMiddleware
@@ -71,6 +72,8 @@ class SessionRegistry(Middleware):
         self._coalesce = coalesce_seconds
         self._pending: set[str] = set()
         self._flush: asyncio.Task[None] | None = None
+        # Also told of every broadcast: the subscriptions/listen streams (gateway/listen.py).
+        self.streams: Callable[[set[str]], Awaitable[None]] | None = None
 
     async def on_request(self, context: MiddlewareContext[Any], call_next: Any) -> Any:
         ctx = context.fastmcp_context
@@ -98,7 +101,10 @@ class SessionRegistry(Middleware):
             await self.broadcast(kinds)
 
     async def broadcast(self, kinds: set[str]) -> None:
-        """Send ``notifications/{kind}/list_changed`` to every live session."""
+        """Send ``notifications/{kind}/list_changed`` to every live session (and listen
+        stream)."""
+        if self.streams is not None:
+            await self.streams(kinds)
         for session in list(self._sessions):
             try:
                 if "tools" in kinds:
@@ -351,6 +357,9 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
     relay = ProtocolRelay(manager, engine, entry)
     relay.check = governance.check
     relay.attach(server)
+    listen = ListenStreams(manager, relay)
+    listen.attach(server)
+    sessions.streams = listen.publish_lists
     manager.add_message_listener(relay.on_backend_message)
     manager.add_backend_listener(relay.resubscribe)
     attach_roots_relay(server, manager)
