@@ -31,6 +31,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("naming", ("naming", "shaping", "links")),
     ("logs", ("logs", "secrets", "errors", "call_context")),
     ("resilience", ("resilience",)),
+    # the replica set's shared state (Redis): below everything that serves clients
+    ("state", ("state",)),
     ("backends", ("backends",)),
     ("routing", ("routing",)),
     # reload watches the file and hands a diff to a ReloadTarget: the gateway's router uses it

@@ -43,13 +43,13 @@ _LEVELS: tuple[types.LoggingLevel, ...] = (
     "alert",
     "emergency",
 )
-_CLIENT_LEVEL_KEY = "_fastmcp_client_log_level"  # where FastMCP keeps a connection's level
+CLIENT_LEVEL_KEY = "_fastmcp_client_log_level"  # where FastMCP keeps a connection's level
 
 
 def client_log_level(session: Any) -> str | None:
     """The level a client set with logging/setLevel (kept on its connection by FastMCP)."""
     connection = getattr(session, "_connection", None)
-    return None if connection is None else connection.state.get(_CLIENT_LEVEL_KEY)
+    return None if connection is None else connection.state.get(CLIENT_LEVEL_KEY)
 
 
 def level_allows(minimum: str | None, level: str) -> bool:
