@@ -23,7 +23,9 @@ from typing import Any
 from support import RouterProcess, child_env, free_port, run_router, spawn, wait_until
 
 REDIS_SERVER = shutil.which("redis-server")
-HAPROXY = shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
+HAPROXY = shutil.which("haproxy") or (
+    "/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None
+)
 STATE_KEY = "replica-set-shared-state-key-for-tests-0123456789"
 
 
@@ -49,7 +51,17 @@ def redis_server(
     """A throw-away redis-server; yields (URL, process). Same ``port`` again restarts it."""
     assert REDIS_SERVER, "redis-server is not installed (Debian package redis-server)"
     port = port or free_port()
-    cmd = [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    cmd = [
+        REDIS_SERVER,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
     if password:
         cmd += ["--requirepass", password]
     with spawn(cmd) as proc:
@@ -92,7 +104,9 @@ def haproxy(servers: Mapping[str, int], workdir: Path) -> Iterator[str]:
     cfg.write_text(haproxy_config(port, servers))
     check = subprocess.run([HAPROXY, "-c", "-f", str(cfg)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
-    with spawn([HAPROXY, "-db", "-f", str(cfg)], stderr=(workdir / f"haproxy-{port}.log").open("wb")):
+    with spawn(
+        [HAPROXY, "-db", "-f", str(cfg)], stderr=(workdir / f"haproxy-{port}.log").open("wb")
+    ):
         wait_until(lambda: _listening(port), 10, "haproxy listens")
         yield f"http://127.0.0.1:{port}"
 

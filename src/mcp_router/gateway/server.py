@@ -368,7 +368,7 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
     manager.catalog_guard = governance.guard_catalog
     governance.notify = sessions.broadcast
     server.add_middleware(GovernanceMiddleware(governance))
-    register_management_tools(server, manager, forwarder)
+    register_management_tools(server, manager, forwarder, settings.replica_id)
     if search_mode:
         register_discovery_tools(server, manager, entry, governance.visible)
     _register_http_routes(router)
