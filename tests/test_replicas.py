@@ -125,7 +125,7 @@ class Served:
 
     async def hook(self, response: httpx2.Response) -> None:
         name = response.headers.get("x-served-by")
-        if name:
+        if name and response.request.method == "POST":  # a GET stream answers at any time
             self.by.append(name)
         self.session_id = response.headers.get("mcp-session-id") or self.session_id
 
@@ -302,10 +302,11 @@ async def test_the_replica_id_shows_in_management_output_and_status(cluster: Clu
     served = Served()
     seen = set()
     async with client(cluster.url, served) as mcp:
-        for _ in range(3):
+        for _ in range(6):
             result = await mcp.call_tool("router_list_backends", {})
             seen.add(result.structured_content["replica"])
-    assert seen == {"r0", "r1", "r2"}
+    # the calls were answered by several replicas, each naming itself as HAProxy names it
+    assert len(seen) >= 2 and seen <= set(served.by), (seen, Counter(served.by))
     for name in cluster.routers:
         status = cluster.status(name)
         assert status["replica"] == name
@@ -344,10 +345,10 @@ async def test_redis_lost_while_running_keeps_held_sessions_and_refuses_new_ones
             reason = httpx2.get(f"{cluster.routers['r0'].base}/ready", timeout=5).json()["reason"]
             assert f"redis://***@127.0.0.1:{cluster.redis_port}/0" in reason, reason
             assert PASSWORD not in reason
-            with pytest.raises(Exception) as refused:
+            with pytest.raises(BaseException) as refused:
                 async with client(cluster.url, Served()) as fresh:
                     await fresh.list_tools()
-            assert "state store" in str(refused.value) or "503" in str(refused.value), refused.value
+            assert "cannot open a session: state store redis://***@" in repr(refused.value)
         finally:
             cluster.start_redis()
 
@@ -358,8 +359,11 @@ async def test_redis_lost_while_running_keeps_held_sessions_and_refuses_new_ones
             )
 
         wait_until(all_ready, 20, "every replica ready again once Redis is back")
-        # the held session was written before Redis restarted empty: it continues where it is
-        # held; a new session is shared again
+        # Redis restarted empty: the held session is written back by the replicas holding
+        # it and continues on every replica; a new session is shared again
+        for i in range(6):
+            result = await mcp.call_tool(f"{NS}_progress", {"tag": f"again{i}", "steps": 1})
+            assert not result.is_error, text_of(result)
         async with client(cluster.url, Served()) as fresh:
             for i in range(3):
                 result = await fresh.call_tool(f"{NS}_progress", {"tag": f"back{i}", "steps": 1})

@@ -94,8 +94,11 @@ def _owner_digest(scope: Scope) -> tuple[Any, str | None]:
     if not isinstance(user, AuthenticatedUser):
         return None, None
     context = authorization_context(user)
-    digest = hashlib.sha256(orjson.dumps(context, option=orjson.OPT_SORT_KEYS)).hexdigest()
-    return context, digest
+    return context, _digest(context)
+
+
+def _digest(context: Any) -> str:
+    return hashlib.sha256(orjson.dumps(context, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -224,6 +227,9 @@ class SharedSessions:
 
     def _session_key(self, sid: str) -> str:
         return self.store.key("session", sid)
+
+    def _ended_key(self, sid: str) -> str:
+        return self.store.key("ended", sid)
 
     def _stream_key(self, sid: str) -> str:
         return self.store.key("stream", sid)
@@ -400,9 +406,39 @@ class SharedSessions:
         if transport is not None:
             await sm._discard_session(sid, transport)
 
-    async def forget(self, sid: str) -> None:
-        """The client deleted the session: gone from Redis and from every replica."""
+    async def heal(self, sid: str) -> bool:
+        """Write the record of a session held here that Redis lost (it restarted empty);
+        False when the session was deleted (tombstone) or is not known here."""
+        sm = self.manager()
+        connection = self._connections.get(sid)
+        if sm is None or connection is None or connection.client_params is None:
+            return False
         try:
+            if await self.store.call("exists", self._ended_key(sid)):
+                return False
+            owner = sm._session_owners.get(sid)
+            record = SessionRecord(
+                client_params=connection.client_params.model_dump(
+                    by_alias=True, mode="json", exclude_none=True
+                ),
+                protocol_version=connection.protocol_version,
+                owner=None if owner is None else _digest(owner),
+                created_by=self.replica_id,
+                state={k: connection.state[k] for k in self.shared_keys if k in connection.state},
+            )
+            await self.store.call("set", self._session_key(sid), record.dumps(), ex=self.ttl)
+        except StateUnavailable:
+            return True  # keep serving the copy held here
+        logger.info(
+            "session %s written back to the state store by replica %s", sid, self.replica_id
+        )
+        return True
+
+    async def forget(self, sid: str) -> None:
+        """The client deleted the session: gone from Redis and from every replica (a
+        tombstone keeps a replica that missed the message from writing it back)."""
+        try:
+            await self.store.call("set", self._ended_key(sid), b"1", ex=self.ttl)
             await self.store.call("delete", self._session_key(sid), self._stream_key(sid))
             await self.store.call("publish", self._ended_channel, sid.encode())
         except StateUnavailable:
@@ -672,7 +708,9 @@ class SessionFront:
             record = None  # serve the copy held here, as if Redis were not configured
         else:
             if record is None:
-                if local:  # deleted or expired elsewhere: the SDK answers 404 once it is gone
+                # deleted elsewhere: the SDK answers 404 once it is gone here; lost by a Redis
+                # that restarted empty: written back from the copy held here
+                if local and not await shared.heal(sid):
                     await shared.drop_local(sid)
             elif not local:
                 requestor, owner = _owner_digest(scope)
