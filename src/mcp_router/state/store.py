@@ -20,7 +20,11 @@ import logging
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from mcp_router import secrets
 from mcp_router.settings import RouterSettings
@@ -51,6 +55,10 @@ class StateStore:
             socket_connect_timeout=_TIMEOUT_SECONDS,
             socket_timeout=_TIMEOUT_SECONDS,
             decode_responses=False,
+            # After a Redis restart the pooled connections are dead: retry at once on a fresh
+            # one (redis-py's default backs off for seconds, longer than a request may wait).
+            retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), 2),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
         self.healthy = False
         self.problem: str | None = "not connected yet"
