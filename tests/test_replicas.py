@@ -141,6 +141,15 @@ def client(url: str, served: Served, mode: str = "legacy", **callbacks: Any) -> 
     return Client(transport, mode=mode, **callbacks)
 
 
+def session_headers(sid: str) -> dict[str, str]:
+    """Headers of a raw legacy request in session ``sid``."""
+    return {
+        "mcp-session-id": sid,
+        "mcp-protocol-version": "2025-11-25",
+        "accept": "application/json, text/event-stream",
+    }
+
+
 def text_of(result: types.CallToolResult) -> str:
     return " ".join(getattr(block, "text", "") for block in result.content)
 
@@ -260,13 +269,34 @@ async def test_a_subscription_update_reaches_the_get_stream_held_by_another_repl
                 break
             await mcp.unsubscribe_resource(WATCHED_EXPOSED)
         assert served.by[-1] != holder.decode(), (served.by, holder)
+        subscribed_on = served.by[-1]
         served_touch = Served()
         async with client(cluster.url, served_touch) as other:
             result = await other.call_tool(f"{NS}_touch", {"uri": WATCHED})
             assert not result.is_error, text_of(result)
-        await wait_until_async(lambda: WATCHED_EXPOSED in updates, 10, "resources/updated")
-        await mcp.unsubscribe_resource(WATCHED_EXPOSED)
-    assert cluster.state_totals("notifications_forwarded") > forwarded_before
+            await wait_until_async(lambda: WATCHED_EXPOSED in updates, 10, "resources/updated")
+            assert cluster.state_totals("notifications_forwarded") > forwarded_before
+            # unsubscribing through a replica that does not hold the subscription ends it
+            elsewhere = next(n for n in cluster.routers if n != subscribed_on)
+            async with httpx2.AsyncClient(timeout=10) as http:
+                answer = await http.post(
+                    cluster.routers[elsewhere].url,
+                    json={
+                        "jsonrpc": "2.0",
+                        "id": 990,
+                        "method": "resources/unsubscribe",
+                        "params": {"uri": WATCHED_EXPOSED},
+                    },
+                    headers=session_headers(sid),
+                )
+                assert answer.status_code == 200, answer.text
+
+            async def backend_unsubscribed() -> bool:
+                # the subscribing replica dropped the backend subscription: nobody is notified
+                result = await other.call_tool(f"{NS}_touch", {"uri": WATCHED})
+                return text_of(result) == "notified 0"
+
+            await wait_until_async(backend_unsubscribed, 10, "the unsubscribe crossed replicas")
 
 
 async def test_a_deleted_session_is_gone_on_every_replica(cluster: Cluster) -> None:
@@ -277,11 +307,7 @@ async def test_a_deleted_session_is_gone_on_every_replica(cluster: Cluster) -> N
     sid = served.session_id
     assert sid is not None
     ping = {"jsonrpc": "2.0", "id": 7, "method": "ping"}
-    headers = {
-        "mcp-session-id": sid,
-        "mcp-protocol-version": "2025-11-25",
-        "accept": "application/json, text/event-stream",
-    }
+    headers = session_headers(sid)
     async with httpx2.AsyncClient(timeout=10) as http:
         for name, router in cluster.routers.items():
             answer = await http.post(router.url, json=ping, headers=headers)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import mcp_types as types
@@ -81,6 +81,8 @@ class ProtocolRelay:
         self.check: Callable[[str, str], None] | None = None
         self._subs: dict[tuple[str, str], _Subscription] = {}
         self._backend_level: str | None = None  # most verbose level asked of the backends
+        # (client connection, exposed URI) -> ask the other replicas of a set to drop it
+        self.remote_unsubscribe: Callable[[Any, str], Awaitable[None]] | None = None
 
     # ------------------------------------------------------------------ wiring
 
@@ -164,11 +166,23 @@ class ProtocolRelay:
     async def _unsubscribe(
         self, ctx: Any, params: types.UnsubscribeRequestParams
     ) -> types.EmptyResult:
-        connection_id = id(ctx.session._connection)
+        connection = ctx.session._connection
+        found = await self.drop_subscription(connection, params.uri)
+        if not found and self.remote_unsubscribe is not None:
+            # a replica set: the subscription may be held by the replica it was made on
+            await self.remote_unsubscribe(connection, params.uri)
+        return types.EmptyResult()
+
+    async def drop_subscription(self, connection: Any, uri: str) -> bool:
+        """Forget ``connection``'s subscription to the exposed ``uri``; False if it had none
+        here. The backend subscription goes when its last client does."""
+        connection_id = id(connection)
+        found = False
         for key, sub in list(self._subs.items()):
             entry = sub.clients.get(connection_id)
-            if entry is None or entry[1] != params.uri:
+            if entry is None or entry[1] != uri:
                 continue
+            found = True
             del sub.clients[connection_id]
             if not sub.clients:
                 del self._subs[key]
@@ -180,7 +194,7 @@ class ProtocolRelay:
                         )
                     except (BackendError, MCPError) as exc:
                         logger.info("unsubscribe on '%s' failed: %s", sub.backend, exc)
-        return types.EmptyResult()
+        return found
 
     async def resubscribe(self, backend: Backend) -> None:
         """After a (re)connection, restore the backend's subscriptions."""

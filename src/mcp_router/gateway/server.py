@@ -375,6 +375,9 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
     register_status_routes(router)
     relay = ProtocolRelay(manager, engine, entry)
     relay.check = governance.check
+    if router.shared_sessions is not None:  # an unsubscribe may land on another replica
+        relay.remote_unsubscribe = router.shared_sessions.broadcast_unsubscribe
+        router.shared_sessions.on_remote_unsubscribe = relay.drop_subscription
     relay.attach(server)
     manager.add_message_listener(relay.on_backend_message)
     manager.add_backend_listener(relay.resubscribe)

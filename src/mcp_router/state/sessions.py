@@ -219,6 +219,8 @@ class SharedSessions:
         self._streams: dict[str, int] = {}  # session id -> GET streams open here
         self._locate: Callable[[], Any] | None = None
         self._path = "/mcp"
+        # (connection, exposed URI) -> drop that subscription if this replica holds it
+        self.on_remote_unsubscribe: Callable[[Connection, str], Awaitable[Any]] | None = None
         self.restored = 0
         self.forwarded_answers = 0
         self.forwarded_notifications = 0
@@ -243,6 +245,10 @@ class SharedSessions:
     @property
     def _ended_channel(self) -> str:
         return self.store.key("sessions", "ended")
+
+    @property
+    def _unsubscribe_channel(self) -> str:
+        return self.store.key("sessions", "unsubscribe")
 
     # ------------------------------------------------------------------ wiring
 
@@ -340,6 +346,8 @@ class SharedSessions:
         async with sm._session_creation_lock:
             if sid in sm._server_instances:
                 return True
+            if sm.max_sessions is not None and len(sm._server_instances) >= sm.max_sessions:
+                return False
             transport = StreamableHTTPServerTransport(
                 mcp_session_id=sid,
                 is_json_response_enabled=sm.json_response,
@@ -481,6 +489,16 @@ class SharedSessions:
         self.forwarded_notifications += 1
         return True
 
+    async def broadcast_unsubscribe(self, connection: Connection, uri: str) -> None:
+        """An unsubscribe this replica holds no subscription for: the replica the client
+        subscribed through drops it (every replica is told; only that one has it)."""
+        sid = connection.session_id
+        if sid is None:
+            return
+        message = {"sid": sid, "uri": uri, "from": self.replica_id}
+        with contextlib.suppress(StateUnavailable):
+            await self.store.call("publish", self._unsubscribe_channel, orjson.dumps(message))
+
     # ------------------------------------------------------------------ answers
 
     async def note_outgoing(self, sid: str, body: bytes) -> None:
@@ -595,7 +613,7 @@ class SharedSessions:
                     break
 
     async def _listen(self, tg: Any) -> None:
-        channels = (self._channel(self.replica_id), self._ended_channel)
+        channels = (self._channel(self.replica_id), self._ended_channel, self._unsubscribe_channel)
         while True:
             pubsub = self.store.client.pubsub(ignore_subscribe_messages=True)
             try:
@@ -619,6 +637,12 @@ class SharedSessions:
                 await self.drop_local(data.decode())
                 return
             message = orjson.loads(data)
+            if channel.decode() == self._unsubscribe_channel:
+                connection = self._connections.get(message["sid"])
+                handler = self.on_remote_unsubscribe
+                if message["from"] != self.replica_id and connection and handler:
+                    await handler(connection, message["uri"])
+                return
             sid = message["sid"]
             if message["kind"] == "answer":
                 await self._inject_answer(sid, message["body"].encode())
@@ -714,8 +738,15 @@ class SessionFront:
                     await shared.drop_local(sid)
             elif not local:
                 requestor, owner = _owner_digest(scope)
-                if owner == record.owner:  # else the SDK answers 404, as for a foreign id
-                    await shared.restore(sid, record, requestor)
+                # another credential: not restored, the SDK answers 404 as for a foreign id
+                if owner == record.owner and not await shared.restore(sid, record, requestor):
+                    await _json_error(
+                        send,
+                        503,
+                        f"mcp-router replica {shared.replica_id} holds MCP_MAX_SESSIONS sessions "
+                        "and cannot take this one; retry (another replica may)",
+                    )
+                    return
             else:
                 shared.apply_shared_state(sid, record)
         if method == "DELETE":
