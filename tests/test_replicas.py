@@ -324,6 +324,26 @@ async def test_a_2026_client_works_on_any_replica(cluster: Cluster) -> None:
     assert served.session_id is None  # stateless: nothing to share
 
 
+async def test_a_2026_multi_round_trip_retry_may_land_on_any_replica(cluster: Cluster) -> None:
+    served = Served()
+
+    async def on_sampling(context: Any, params: types.CreateMessageRequestParams) -> Any:
+        return types.CreateMessageResult(
+            role="assistant",
+            content=types.TextContent(type="text", text="modern-answer"),
+            model="m",
+        )
+
+    async with client(cluster.url, served, mode="auto", sampling_callback=on_sampling) as mcp:
+        assert mcp.protocol_version == "2026-07-28"
+        for i in range(4):  # call and retry go to different replicas (round robin)
+            before = len(served.by)
+            result = await mcp.call_tool(f"{NS}_ask_sample", {"tag": f"mr{i}"})
+            assert not result.is_error, text_of(result)
+            assert "modern-answer" in text_of(result)
+            assert len(set(served.by[before:])) >= 2, served.by[before:]
+
+
 async def test_the_replica_id_shows_in_management_output_and_status(cluster: Cluster) -> None:
     served = Served()
     seen = set()

@@ -36,6 +36,7 @@ import contextlib
 import hashlib
 import logging
 import random
+import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -101,6 +102,11 @@ def _digest(context: Any) -> str:
     return hashlib.sha256(orjson.dumps(context, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+def secrets_token() -> str:
+    """A reply channel's unique part."""
+    return uuid.uuid4().hex
+
+
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", []):
         if key == name:
@@ -136,6 +142,22 @@ async def _read_body(receive: Any) -> bytes:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+def _one_shot(body: bytes) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """``receive`` of a request made up here: its body, then nothing until the response is
+    done (an SSE response listens for a disconnect; answering at once would spin)."""
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await anyio.sleep_forever()
+        return {"type": "http.disconnect"}
+
+    return receive
 
 
 def _replay(body: bytes, receive: Any) -> Callable[[], Awaitable[dict[str, Any]]]:
@@ -218,6 +240,7 @@ class SharedSessions:
         self._shared_seen: dict[str, dict[str, Any]] = {}
         self._streams: dict[str, int] = {}  # session id -> GET streams open here
         self._locate: Callable[[], Any] | None = None
+        self.local_app: ASGIApp | None = None  # the MCP app behind SessionFront
         self._path = "/mcp"
         # (connection, exposed URI) -> drop that subscription if this replica holds it
         self.on_remote_unsubscribe: Callable[[Connection, str], Awaitable[Any]] | None = None
@@ -238,6 +261,10 @@ class SharedSessions:
 
     def _pending_key(self, sid: str, request_id: Any) -> str:
         return self.store.key("pending", sid, str(request_id))
+
+    def _round_key(self, request_state: str) -> str:
+        digest = hashlib.sha256(request_state.encode()).hexdigest()
+        return self.store.key("round", digest)
 
     def _channel(self, replica_id: str) -> str:
         return self.store.key("replica", replica_id)
@@ -569,13 +596,119 @@ class SharedSessions:
             "client": ("127.0.0.1", 0),
         }
 
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": body, "more_body": False}
+        receive = _one_shot(body)
 
         async def send(_message: dict[str, Any]) -> None:
             return None  # the 202 goes nowhere: the client already got one
 
         await transport.handle_request(scope, receive, send)
+
+    # ------------------------------------------------------------------ 2026-07-28 rounds
+
+    async def note_rounds(self, body: bytes) -> None:
+        """Record which replica holds each multi-round-trip request in a response chunk (the
+        round lives in that process until the client's retry comes back with its state)."""
+        messages = _sse_messages(body) if b"data:" in body else []
+        if not messages:
+            with contextlib.suppress(orjson.JSONDecodeError):
+                loaded = orjson.loads(body)
+                messages = [loaded] if isinstance(loaded, dict) else []
+        for message in messages:
+            result = message.get("result")
+            state = result.get("requestState") if isinstance(result, dict) else None
+            if isinstance(state, str):
+                with contextlib.suppress(StateUnavailable):
+                    await self.store.call(
+                        "set", self._round_key(state), self.replica_id, ex=PENDING_TTL_SECONDS
+                    )
+
+    async def round_owner(self, body: bytes) -> str | None:
+        """The other replica holding the round a retry continues (None: this one, or none)."""
+        try:
+            params = orjson.loads(body).get("params")
+        except (orjson.JSONDecodeError, AttributeError):
+            return None
+        state = params.get("requestState") if isinstance(params, dict) else None
+        if not isinstance(state, str):
+            return None
+        try:
+            owner = await self.store.call("get", self._round_key(state))
+        except StateUnavailable:
+            return None
+        if owner is None or owner.decode() == self.replica_id:
+            return None
+        return owner.decode()
+
+    async def forward_request(
+        self, owner: str, scope: Scope, body: bytes, timeout: float
+    ) -> dict[str, Any] | None:
+        """Have ``owner`` serve this HTTP request (a retry of its round); its response, or
+        None when it does not answer within ``timeout``."""
+        reply = self.store.key("reply", self.replica_id, secrets_token())
+        pubsub = self.store.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(reply)
+            message = {
+                "kind": "http",
+                "reply": reply,
+                "headers": [
+                    [k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]
+                ],
+                "body": body.decode("latin-1"),
+            }
+            await self.store.call("publish", self._channel(owner), orjson.dumps(message))
+            with anyio.move_on_after(timeout):
+                while True:
+                    answer = await pubsub.get_message(timeout=1.0)
+                    if answer is not None and answer.get("type") == "message":
+                        return dict(orjson.loads(answer["data"]))
+        except (RedisError, OSError) as exc:
+            self.store.mark_down(exc)
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()
+        return None
+
+    async def _serve_forwarded(self, message: dict[str, Any]) -> None:
+        """Serve a request another replica forwarded here; publish the whole response back."""
+        app = self.local_app
+        if app is None:
+            return
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in message["headers"]]
+        body = message["body"].encode("latin-1")
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": self._path,
+            "raw_path": self._path.encode(),
+            "query_string": b"",
+            "headers": headers,
+            "http_version": "1.1",
+            "scheme": "http",
+            "server": ("127.0.0.1", 0),
+            "client": ("127.0.0.1", 0),
+        }
+        response: dict[str, Any] = {"status": 500, "headers": [], "body": ""}
+        chunks: list[bytes] = []
+
+        receive = _one_shot(body)
+
+        async def send(part: dict[str, Any]) -> None:
+            if part["type"] == "http.response.start":
+                response["status"] = part["status"]
+                response["headers"] = [
+                    [k.decode("latin-1"), v.decode("latin-1")] for k, v in part.get("headers", [])
+                ]
+            elif part["type"] == "http.response.body":
+                chunks.append(part.get("body", b""))
+
+        await app(scope, receive, send)
+        whole = b"".join(chunks)
+        if b'"requestState"' in whole:
+            await self.note_rounds(whole)  # a further round of it stays here too
+        response["body"] = whole.decode("latin-1")
+        with contextlib.suppress(StateUnavailable):
+            await self.store.call("publish", message["reply"], orjson.dumps(response))
 
     # ------------------------------------------------------------------ background
 
@@ -643,6 +776,9 @@ class SharedSessions:
                 if message["from"] != self.replica_id and connection and handler:
                     await handler(connection, message["uri"])
                 return
+            if message["kind"] == "http":
+                await self._serve_forwarded(message)
+                return
             sid = message["sid"]
             if message["kind"] == "answer":
                 await self._inject_answer(sid, message["body"].encode())
@@ -659,10 +795,14 @@ class SharedSessions:
 class SessionFront:
     """ASGI middleware: restores, refreshes, deletes shared sessions and routes answers."""
 
-    def __init__(self, app: ASGIApp, shared: SharedSessions, path: str) -> None:
+    def __init__(
+        self, app: ASGIApp, shared: SharedSessions, path: str, round_timeout: float = 300.0
+    ) -> None:
         self.app = app
         self.shared = shared
         self.path = path
+        self.round_timeout = round_timeout
+        shared.local_app = app
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope.get("path") != self.path:
@@ -670,7 +810,12 @@ class SessionFront:
             return
         version = _header(scope, _VERSION_HEADER)
         if version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS:
-            await self.app(scope, receive, send)  # 2026-07-28: no protocol session to share
+            # 2026-07-28: no protocol session to share, but a multi-round-trip request lives
+            # on the replica that started it until the client's retry comes back
+            if scope.get("method") == "POST":
+                await self._modern(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
             return
         sid = _header(scope, _SESSION_HEADER)
         method = scope.get("method")
@@ -681,6 +826,38 @@ class SessionFront:
                 await self.app(scope, receive, send)
             return
         await self._continue(sid, method, scope, receive, send)
+
+    async def _modern(self, scope: Scope, receive: Any, send: Any) -> None:
+        shared = self.shared
+        body = await _read_body(receive)
+        owner = await shared.round_owner(body) if b"requestState" in body else None
+        if owner is not None:
+            response = await shared.forward_request(owner, scope, body, self.round_timeout)
+            if response is None:
+                await _json_error(
+                    send, 503, f"mcp-router: replica {owner} holding this request did not answer"
+                )
+                return
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response["status"],
+                    "headers": [
+                        (k.encode("latin-1"), v.encode("latin-1")) for k, v in response["headers"]
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": response["body"].encode("latin-1")})
+            return
+
+        async def noting(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body":
+                chunk = message.get("body", b"")
+                if b'"requestState"' in chunk:
+                    await shared.note_rounds(chunk)
+            await send(message)
+
+        await self.app(scope, _replay(body, receive), noting)
 
     async def _open(self, scope: Scope, receive: Any, send: Any) -> None:
         shared = self.shared
