@@ -899,6 +899,10 @@ class SessionFront:
         sm = shared.manager()
         local = sm is not None and sid in sm._server_instances
         try:
+            if local and not shared.store.healthy:
+                # known down (the watcher pings it): serve the copy held here without waiting
+                # on a store that may not answer for seconds
+                raise StateUnavailable(shared.store.problem or "state store unreachable")
             record = await shared.lookup(sid)
         except StateUnavailable as exc:
             if not local:
