@@ -31,12 +31,12 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("naming", ("naming", "shaping", "links")),
     ("logs", ("logs", "secrets", "errors", "call_context")),
     ("resilience", ("resilience",)),
+    # the replica set's shared state (Redis): below everything that serves clients
+    ("state", ("state",)),
     ("backends", ("backends",)),
     ("routing", ("routing",)),
     # reload watches the file and hands a diff to a ReloadTarget: the gateway's router uses it
     ("reload", ("reload",)),
-    # shared state of a replica set (Redis): below the gateway that uses it
-    ("state", ("state",)),
     ("gateway", ("gateway", "telemetry", "governance")),
     ("cli", ("cli", "app", "importer", "template")),
 )

@@ -147,8 +147,9 @@ async def _serve(config: RouterConfig, settings: RouterSettings) -> None:
 
     router = build_router(config, settings)
     logger.info(
-        "mcp-router %s: config %s, %d backends, front transport %s",
+        "mcp-router %s: replica %s, config %s, %d backends, front transport %s",
         router.server.version,
+        settings.replica_id,
         config.source,
         len(router.manager.backends),
         settings.transport,

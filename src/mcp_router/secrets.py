@@ -330,6 +330,8 @@ def front_secrets(settings: RouterSettings) -> list[tuple[str, str]]:
     found += [("MCP_AUTH_TOKENS / MCP_AUTH_TOKEN_FILE", t) for t in tokens]
     if settings.state_key:
         found.append(("MCP_STATE_KEY", settings.state_key))
+    if settings.state_url:
+        found += [("MCP_STATE_URL", s) for s in url_secrets(settings.state_url)]
     key = settings.jwt_public_key
     if key and settings.jwt_algorithm.upper().startswith("HS"):
         found.append(("MCP_JWT_PUBLIC_KEY", key))

@@ -7,7 +7,9 @@ The optional override fields (``default_strategy`` ... ``health_check_timeout``)
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -110,7 +112,7 @@ class RouterSettings(BaseSettings):
     # logged or shown unredacted (repr=False; logs go through mcp_router.secrets).
     state_url: str | None = Field(default=None, repr=False)
     # This replica's name in logs, router_list_backends and /status; default hostname-pid.
-    replica_id: str | None = None
+    replica_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     # What a backend may send (backends/transports): one JSON-RPC message at most
     # max_message_bytes (every transport; 16 MiB holds a 10 MiB image base64-encoded with
     # room to spare, while one message at the limit costs the router ~5x it in memory while it
@@ -186,6 +188,24 @@ class RouterSettings(BaseSettings):
                 f"unsupported JWT algorithm {value!r}; one of {', '.join(JWT_ALGORITHMS)}"
             )
         return value
+
+    @field_validator("state_url")
+    @classmethod
+    def _check_state_url(cls, value: str | None, info: Any) -> str | None:
+        # The URL is never quoted back: it may hold the store's password.
+        if value is None or not value.strip():
+            return None
+        scheme = urlparse(value.strip()).scheme
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(
+                f"must be a redis://, rediss:// or unix:// URL (got scheme {scheme!r})"
+            )
+        if not info.data.get("state_key"):
+            raise ValueError(
+                "a replica set must share one MCP_STATE_KEY: set it (the same secret on every "
+                "replica) together with MCP_STATE_URL"
+            )
+        return value.strip()
 
     @field_validator("jwt_jwks_uri")
     @classmethod

@@ -41,6 +41,7 @@ from mcp_router.gateway.auth import FrontAuth, bearer_token
 from mcp_router.gateway.front_limits import SessionLimits, bounded_protocol, find_session_endpoint
 from mcp_router.gateway.headers import TrimmedHeaders
 from mcp_router.gateway.server import Router
+from mcp_router.state import SessionFront
 
 logger = logging.getLogger("mcp_router.http")
 
@@ -203,13 +204,19 @@ def build_http_app(router: Router) -> ASGIApp:
         lifecycle=router.lifecycle,
         locate=lambda: find_session_endpoint(mcp_app, path),
     )
+    front = [limits]
+    shared = router.shared_sessions
+    if shared is not None and not sse:
+        # MCP_STATE_URL: a legacy session continues on whichever replica a request reaches
+        shared.bind(path=path, locate=lambda: find_session_endpoint(mcp_app, path))
+        front.append(StarletteMiddleware(SessionFront, shared=shared, path=path))
     if sse:
-        mcp_app = router.server.http_app(transport="sse", path=path, middleware=[limits], **guard)
+        mcp_app = router.server.http_app(transport="sse", path=path, middleware=front, **guard)
     else:
         mcp_app = router.server.http_app(
             transport="http",
             path=path,
-            middleware=[limits],
+            middleware=front,
             session_idle_timeout=settings.session_idle_seconds,
             **guard,
         )

@@ -19,6 +19,8 @@ import anyio
 from fastmcp.server.middleware import Middleware, MiddlewareContext
 from mcp.shared.exceptions import MCPError
 
+from mcp_router.state import StateStore
+
 logger = logging.getLogger("mcp_router.lifecycle")
 
 # Methods answered without the catalog: they never wait for discovery.
@@ -77,8 +79,11 @@ class Lifecycle:
             return True
         return False
 
-    def readiness(self, manager: Any) -> tuple[bool, dict[str, Any]]:
-        """(ready, body) for ``/ready``: discovery done, a backend connected, not draining."""
+    def readiness(
+        self, manager: Any, state: StateStore | None = None
+    ) -> tuple[bool, dict[str, Any]]:
+        """(ready, body) for ``/ready``: discovery done, a backend connected, not draining,
+        the state store (``MCP_STATE_URL``) reachable when one is configured."""
         backends = list(manager.backends.values())
         connected = sum(1 for b in backends if b.state.value == "connected")
         reason = None
@@ -88,6 +93,8 @@ class Lifecycle:
             reason = "discovery in progress"
         elif connected == 0:
             reason = "no backend connected"
+        elif state is not None and not state.healthy:
+            reason = state.problem or f"state store {state.shown_url()} unreachable"
         body: dict[str, Any] = {
             "ready": reason is None,
             "backends": len(backends),
@@ -96,6 +103,9 @@ class Lifecycle:
             "discovery_done": self.discovered.is_set(),
             "draining": self.draining,
         }
+        if state is not None:
+            body["state_store"] = {"url": state.shown_url(), "reachable": state.healthy}
+            body["replica"] = state.replica_id
         if reason is not None:
             body["reason"] = reason
         return reason is None, body

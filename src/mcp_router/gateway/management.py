@@ -94,7 +94,7 @@ def breaker_snapshot(backend: Backend) -> dict[str, Any]:
 
 
 def register_management_tools(
-    server: FastMCP, manager: BackendManager, forwarder: Forwarder
+    server: FastMCP, manager: BackendManager, forwarder: Forwarder, replica_id: str | None = None
 ) -> None:
     """Add the ``router_*`` tools to the server."""
 
@@ -103,7 +103,12 @@ def register_management_tools(
         """List every backend MCP server behind this router: name, transport, namespace,
         priority, whether it is healthy, its circuit breaker state, error count, how many
         tools/resources/prompts it offers, and its last error."""
-        return {"backends": [backend_summary(b) for b in manager.backends.values()]}
+        listed: dict[str, Any] = {
+            "backends": [backend_summary(b) for b in manager.backends.values()]
+        }
+        if replica_id is not None:
+            listed["replica"] = replica_id  # which replica of a set answered (MCP_REPLICA_ID)
+        return listed
 
     @server.tool(name="router_get_backend_health", annotations=_READ_ONLY)
     async def router_get_backend_health(backend_name: str) -> dict[str, Any]:

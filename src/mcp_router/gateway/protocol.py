@@ -45,13 +45,13 @@ _LEVELS: tuple[types.LoggingLevel, ...] = (
     "alert",
     "emergency",
 )
-_CLIENT_LEVEL_KEY = "_fastmcp_client_log_level"  # where FastMCP keeps a connection's level
+CLIENT_LEVEL_KEY = "_fastmcp_client_log_level"  # where FastMCP keeps a connection's level
 
 
 def client_log_level(session: Any) -> str | None:
     """The level a client set with logging/setLevel (kept on its connection by FastMCP)."""
     connection = getattr(session, "_connection", None)
-    return None if connection is None else connection.state.get(_CLIENT_LEVEL_KEY)
+    return None if connection is None else connection.state.get(CLIENT_LEVEL_KEY)
 
 
 def level_allows(minimum: str | None, level: str) -> bool:
@@ -91,6 +91,8 @@ class ProtocolRelay:
         self._backend_level: str | None = None  # most verbose level asked of the backends
         # Where a resource update for listen streams goes (set by gateway/listen.py).
         self.publish_updated: Callable[[str], Awaitable[None]] | None = None
+        # (client connection, exposed URI) -> ask the other replicas of a set to drop it
+        self.remote_unsubscribe: Callable[[Any, str], Awaitable[None]] | None = None
 
     # ------------------------------------------------------------------ wiring
 
@@ -207,15 +209,27 @@ class ProtocolRelay:
     async def _unsubscribe(
         self, ctx: Any, params: types.UnsubscribeRequestParams
     ) -> types.EmptyResult:
-        connection_id = id(ctx.session._connection)
+        connection = ctx.session._connection
+        found = await self.drop_subscription(connection, params.uri)
+        if not found and self.remote_unsubscribe is not None:
+            # a replica set: the subscription may be held by the replica it was made on
+            await self.remote_unsubscribe(connection, params.uri)
+        return types.EmptyResult()
+
+    async def drop_subscription(self, connection: Any, uri: str) -> bool:
+        """Forget ``connection``'s subscription to the exposed ``uri``; False if it had none
+        here. The backend subscription goes when its last client does."""
+        connection_id = id(connection)
+        found = False
         for key, sub in list(self._subs.items()):
             entry = sub.clients.get(connection_id)
-            if entry is None or entry[1] != params.uri:
+            if entry is None or entry[1] != uri:
                 continue
+            found = True
             del sub.clients[connection_id]
             if sub.unused:
                 await self._drop(key, sub)
-        return types.EmptyResult()
+        return found
 
     async def resubscribe(self, backend: Backend) -> None:
         """After a (re)connection, restore the backend's subscriptions."""

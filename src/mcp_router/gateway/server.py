@@ -35,7 +35,7 @@ from mcp_router.gateway.listen import ListenStreams
 from mcp_router.gateway.management import register_management_tools
 from mcp_router.gateway.metrics import RouterMetrics, UnknownNameMetrics
 from mcp_router.gateway.middleware import RoutingMiddleware
-from mcp_router.gateway.protocol import ProtocolRelay
+from mcp_router.gateway.protocol import CLIENT_LEVEL_KEY, ProtocolRelay
 from mcp_router.gateway.provider import RouterProvider
 from mcp_router.gateway.redaction import RedactErrors
 from mcp_router.gateway.roots import attach_roots_relay
@@ -48,6 +48,7 @@ from mcp_router.resilience.retry import RetryPolicy
 from mcp_router.routing.engine import RoutingEngine
 from mcp_router.routing.forwarder import Forwarder
 from mcp_router.settings import RouterSettings
+from mcp_router.state import SharedSessions, StateStore
 from mcp_router.state.rate_limit import SharedTokenBucket
 
 logger = logging.getLogger("mcp_router.gateway")
@@ -85,6 +86,12 @@ class SessionRegistry(Middleware):
 
     def __len__(self) -> int:
         return len(self._sessions)
+
+    def add(self, connection: Any) -> None:
+        """Remember a connection no request has shown yet (a shared session restored here
+        for its GET stream: the stream is where this replica's list_changed goes)."""
+        if hasattr(connection, "send_tool_list_changed"):
+            self._sessions.add(connection)
 
     def announce(self, kinds: set[str]) -> None:
         """Tell every client that these lists changed, soon: a burst of changes (a backend
@@ -142,6 +149,9 @@ class Router:
     limiter: ClientRateLimiter | None = None
     reloader: ConfigReloader | None = None
     governance: Governance | None = None
+    # MCP_STATE_URL set: the replica set's Redis, and the legacy sessions shared through it
+    state: StateStore | None = None
+    shared_sessions: SharedSessions | None = None
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     _task: asyncio.Task[None] | None = None
     _stop: anyio.Event = field(default_factory=anyio.Event)
@@ -204,10 +214,19 @@ class Router:
 
                 health = HealthChecker(lambda: self.manager.backends.values())
                 tg.start_soon(health.run)
+                state_scope = anyio.CancelScope()
+                if self.shared_sessions is not None:
+
+                    async def share_sessions(shared: SharedSessions = self.shared_sessions) -> None:
+                        with state_scope:
+                            await shared.run()
+
+                    tg.start_soon(share_sessions)
                 if self.governance is not None:  # pin approvals, policy reloads
                     tg.start_soon(self.governance.run)
                 await self._stop.wait()
                 reload_scope.cancel()
+                state_scope.cancel()
                 health.stop()
                 if self.governance is not None:
                     self.governance.stop()
@@ -308,8 +327,10 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
     # Secrets are known (and hidden in every output) before anything logs about the config.
     secrets.install(manager, config, settings)
     front_auth = FrontAuth(settings)
-    # With a state URL the replicas share one bucket per client (Redis); else in this process.
-    shared = SharedTokenBucket.from_settings(settings) if settings.state_url else None
+    # With a state URL the replicas share one store (sessions, rounds, answers) and one rate
+    # bucket per client, both on the store's connection pool; else all stays in this process.
+    state = StateStore.from_settings(settings)
+    shared = SharedTokenBucket(state.client, url=settings.state_url) if state else None
     limiter = ClientRateLimiter(on_reject=metrics.rate_limited.inc, shared=shared)
     limiter.configure_from(settings, config)
     search_mode = routing.tool_discovery == "search"
@@ -340,6 +361,17 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
     )
     router = Router(config, settings, manager, engine, forwarder, server, sessions, metrics)
     router.front_auth, router.limiter = front_auth, limiter
+    router.state = state
+    if router.state is not None and settings.transport == "http":
+        # Legacy sessions follow the client to any replica; the log level a client set
+        # follows it too (FastMCP keeps it in the connection's state).
+        shared = router.shared_sessions = SharedSessions(
+            router.state,
+            idle_seconds=settings.session_idle_seconds,
+            shared_keys=(CLIENT_LEVEL_KEY,),
+            on_connection=sessions.add,
+        )
+        server._mcp_server.middleware.append(shared.server_middleware)
     # Governance (policies, audit, pinning): every hook is one callable; see governance/core.py.
     governance = router.governance = Governance(
         settings, lambda: router.config, registry=metrics.registry
@@ -349,13 +381,16 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
     manager.catalog_guard = governance.guard_catalog
     governance.notify = sessions.broadcast
     server.add_middleware(GovernanceMiddleware(governance))
-    register_management_tools(server, manager, forwarder)
+    register_management_tools(server, manager, forwarder, settings.replica_id)
     if search_mode:
         register_discovery_tools(server, manager, entry, governance.visible)
     _register_http_routes(router)
     register_status_routes(router)
     relay = ProtocolRelay(manager, engine, entry)
     relay.check = governance.check
+    if router.shared_sessions is not None:  # an unsubscribe may land on another replica
+        relay.remote_unsubscribe = router.shared_sessions.broadcast_unsubscribe
+        router.shared_sessions.on_remote_unsubscribe = relay.drop_subscription
     relay.attach(server)
     listen = ListenStreams(manager, relay)
     listen.attach(server)
@@ -391,7 +426,7 @@ def _register_http_routes(router: Router) -> None:
     async def ready(_request: Request) -> Response:
         # 503 until discovery is done and a backend is connected, and again while draining;
         # the body says why, so an operator does not have to read the logs.
-        is_ready, body = router.lifecycle.readiness(manager)
+        is_ready, body = router.lifecycle.readiness(manager, router.state)
         return JSONResponse(body, status_code=200 if is_ready else 503)
 
     @server.custom_route("/metrics", methods=["GET"], include_in_schema=False)

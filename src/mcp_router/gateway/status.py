@@ -133,6 +133,7 @@ def status_snapshot(router: Router, stats: CallStats, started_at: float) -> dict
     index = manager.index
     snapshot = {
         "version": __version__,
+        "replica": router.settings.replica_id,
         "config": router.config.source,
         "ready": router.ready.is_set(),
         "uptime_seconds": round(time.time() - started_at, 1),
@@ -146,8 +147,28 @@ def status_snapshot(router: Router, stats: CallStats, started_at: float) -> dict
         "backends": backends,
         "unrouted_errors": stats.recent_errors(NO_BACKEND),
         "governance": router.governance.status() if router.governance is not None else None,
+        "state_store": _state_status(router),
     }
     return redact_data(snapshot)  # the config path, names, ...: the same rule for every field
+
+
+def _state_status(router: Router) -> dict[str, Any] | None:
+    """The shared state store (MCP_STATE_URL), None when state stays in the process."""
+    store = router.state
+    if store is None:
+        return None
+    out: dict[str, Any] = {"url": store.shown_url(), "reachable": store.healthy}
+    if store.problem:
+        out["problem"] = store.problem
+    shared = router.shared_sessions
+    if shared is not None:
+        out.update(
+            sessions_restored=shared.restored,
+            answers_forwarded=shared.forwarded_answers,
+            notifications_forwarded=shared.forwarded_notifications,
+            get_streams_held=len(shared._streams),
+        )
+    return out
 
 
 @functools.cache

@@ -31,7 +31,6 @@ import redis.asyncio
 from redis.exceptions import RedisError
 
 from mcp_router.secrets import redact, redact_url
-from mcp_router.settings import RouterSettings
 
 __all__ = [
     "CHECK_TIMEOUT",
@@ -39,7 +38,6 @@ __all__ = [
     "RETRY_AFTER",
     "WARNING_INTERVAL",
     "SharedTokenBucket",
-    "connect",
 ]
 
 logger = logging.getLogger("mcp_router.state.rate_limit")
@@ -80,16 +78,6 @@ return admitted
 """
 
 
-def connect(settings: RouterSettings) -> redis.asyncio.Redis:
-    """A client for ``MCP_STATE_URL`` (connections are opened on first use)."""
-    assert settings.state_url is not None
-    # Bounded socket waits: a check gives up after CHECK_TIMEOUT anyway, and a dead server
-    # must not hold connections open for redis-py's default 5 s.
-    return redis.asyncio.from_url(
-        settings.state_url, socket_connect_timeout=2.0, socket_timeout=2.0
-    )
-
-
 class SharedTokenBucket:
     """Token buckets in Redis, one per client key, shared by every replica using the server.
 
@@ -118,11 +106,6 @@ class SharedTokenBucket:
         self._retry_at = 0.0
         self._last_warning = -math.inf
         self._announced = False
-
-    @classmethod
-    def from_settings(cls, settings: RouterSettings) -> SharedTokenBucket:
-        """Buckets on a client of its own for ``MCP_STATE_URL`` (closed by :meth:`aclose`)."""
-        return cls(connect(settings), url=settings.state_url, owned=True)
 
     def key(self, client: str) -> str:
         """The Redis key of ``client``'s bucket."""
