@@ -97,6 +97,12 @@ _STABLE_SESSION_SECONDS = 1.0
 _DEADLINE_GRACE = 0.5
 # Attempts a modern channel gets to connect once before the backend counts as legacy-only.
 _MODERN_PROBE_ATTEMPTS = 3
+# The SDK's listen events (mcp.shared.subscriptions), by class name, as catalog kinds.
+_LISTEN_KINDS = {
+    "ToolsListChanged": "tools",
+    "PromptsListChanged": "prompts",
+    "ResourcesListChanged": "resources",
+}
 _LIST_CHANGED = {
     "notifications/tools/list_changed": "tools",
     "notifications/resources/list_changed": "resources",
@@ -374,14 +380,52 @@ class Backend:
             cache=None,
         )
         async with client:
-            await probe_modern(client.session)
+            discovered = await probe_modern(client.session)
             await relist_tools(client.session)
             ready.set()
             self._publish(client, BackendCatalog())
             try:
-                await self._lost.wait()
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._listen_modern, client, discovered)
+                    await self._lost.wait()
+                    tg.cancel_scope.cancel()
             finally:
                 self._unpublish()
+
+    async def _listen_modern(self, client: Client, discovered: types.DiscoverResult) -> None:
+        """Hear the list changes of a modern server on its ``subscriptions/listen`` stream.
+
+        A 2026-07-28 server announces list changes only to listeners: a change made by a
+        request on this channel (a tool that adds a tool) never reaches the legacy sessions'
+        notification streams. Each change re-lists the backend's legacy sessions, as a
+        ``list_changed`` on one of them does.
+        """
+        caps = discovered.capabilities
+        wanted = {
+            kind: bool(getattr(getattr(caps, kind, None), "list_changed", False))
+            for kind in ("tools", "prompts", "resources")
+        }
+        if not any(wanted.values()):
+            return  # the server has no listen handler (the SDK derives the flags from it)
+        try:
+            async with client.listen(
+                tools_list_changed=wanted["tools"],
+                prompts_list_changed=wanted["prompts"],
+                resources_list_changed=wanted["resources"],
+            ) as subscription:
+                async for event in subscription:
+                    kind = _LISTEN_KINDS.get(type(event).__name__)
+                    if kind is None:
+                        continue
+                    for member in self._family():
+                        if member._tg is not None:
+                            member._tg.start_soon(member._refresh, kind)
+        except Exception as exc:  # the channel itself reconnects; only this stream is lost
+            logger.info(
+                "backend '%s': listen stream of the modern channel ended: %s",
+                self.name,
+                _describe(exc),
+            )
 
     def _legacy_only(self, reason: str) -> None:
         """This modern channel found the server speaks only the handshake era: stop here."""
