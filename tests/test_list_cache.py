@@ -106,20 +106,22 @@ async def test_each_page_is_cached_under_its_cursor(tmp_path: Path) -> None:
 
 async def test_a_changed_catalog_is_listed_afresh(tmp_path: Path) -> None:
     """The backend swaps a tool's definition: the next list shows the new one."""
-    async with in_process_router(_config(tmp_path)) as router:
-        async with router_client(router, cache=None) as client:
+    async with (
+        in_process_router(_config(tmp_path)) as router,
+        router_client(router, cache=None) as client,
+    ):
 
-            async def description() -> str | None:
-                tools = (await client.list_tools()).tools
-                return next(t.description for t in tools if t.name == "mut_target")
+        async def description() -> str | None:
+            tools = (await client.list_tools()).tools
+            return next(t.description for t in tools if t.name == "mut_target")
 
-            before = await description()
-            assert before == await description()  # the second one came from the cache
-            result = await client.call_tool("mut_mutate_tool", {"description": "Echo v2."})
-            assert not result.is_error
+        before = await description()
+        assert before == await description()  # the second one came from the cache
+        result = await client.call_tool("mut_mutate_tool", {"description": "Echo v2."})
+        assert not result.is_error
 
-            async def changed() -> bool:
-                return await description() == "Echo v2."
+        async def changed() -> bool:
+            return await description() == "Echo v2."
 
-            await wait_until_async(changed, 30, "the list shows the new definition")
+        await wait_until_async(changed, 30, "the list shows the new definition")
     assert before is not None and "version 1" in before
