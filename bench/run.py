@@ -72,7 +72,7 @@ FASTMCP_PROXY = str(BENCH / "fastmcp_proxy.py")
 DIRECT_DISCOVERY = str(BENCH / "direct_discovery.py")
 DEMO = ["-m", "mcp_router.template", "--log-level", "WARNING"]
 ECHO_ARGS = {"text": "hello"}
-GLOBAL_LIMIT_S = 540  # hard stop for the whole run (the full run takes about 3-4 minutes)
+GLOBAL_LIMIT_S = 720  # hard stop for the whole run (the full run takes about 4-5 minutes idle)
 
 # The hook for figures defined outside this file: (section key, title, function). Each function
 # takes the `Report` and the run's temporary directory, adds its rows with `report.add`, and
