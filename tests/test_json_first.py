@@ -254,3 +254,66 @@ async def test_modern_client_gets_json_too(router: RouterProcess) -> None:
         result = await client.call_tool("demo_echo", {"text": "modern"})
     assert text(result) == "modern"
     assert recorder.kind_of("tools/call", "demo_echo") == JSON
+
+
+# ------------------------------------------------------------------ the response on its own
+
+
+async def _answer(delay: float, ping: float) -> list[dict[str, Any]]:
+    """What `JsonFirstResponse` sends when the result comes after ``delay`` seconds."""
+    from anyio import create_memory_object_stream, sleep, sleep_forever
+
+    from mcp_router.gateway.json_first import JsonFirstResponse, _Result
+
+    writer, reader = create_memory_object_stream[Any](0)
+    result = types.JSONRPCResponse(jsonrpc="2.0", id=1, result={"content": [], "isError": False})
+
+    async def produce() -> None:
+        async with writer:
+            await sleep(delay)
+            await writer.send(_Result(result))
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        await sleep_forever()
+        raise AssertionError("unreachable")
+
+    response = JsonFirstResponse(
+        content=reader,
+        data_sender_callable=produce,
+        headers={"mcp-session-id": "s1", "Content-Type": SSE},
+        ping=ping,
+    )
+    scope = {"type": "http", "method": "POST", "headers": [], "path": "/mcp"}
+    await response(scope, receive, send)
+    return sent
+
+
+async def test_a_result_within_the_deferral_window_is_one_json_body() -> None:
+    sent = await _answer(delay=0.0, ping=5.0)
+    start, body = sent
+    headers = dict(start["headers"])
+    assert headers[b"content-type"] == JSON.encode() and headers[b"mcp-session-id"] == b"s1"
+    assert json.loads(body["body"]) == {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "result": {"content": [], "isError": False},
+    }
+    assert body["more_body"] is False
+
+
+async def test_a_result_after_the_deferral_window_comes_as_an_sse_event() -> None:
+    """Nothing within the window (the SSE ping interval): the answer commits to SSE."""
+    sent = await _answer(delay=0.5, ping=0.1)
+    headers = dict(sent[0]["headers"])
+    assert headers[b"content-type"].startswith(SSE.encode())
+    stream = b"".join(m.get("body", b"") for m in sent[1:])
+    data = [line for line in stream.split(b"\r\n") if line.startswith(b"data: ")]
+    assert [json.loads(line[6:]) for line in data] == [
+        {"jsonrpc": "2.0", "id": 1, "result": {"content": [], "isError": False}}
+    ]
+    assert sent[-1]["more_body"] is False

@@ -101,6 +101,14 @@ async def _chain(
     if ended:
         return
     async for item in rest:
+        # A result that comes after the deferral window, with nothing before it: an SSE event
+        # now, the same as the SDK's (`_create_event_data`; no event id without an event store,
+        # and with one the writer never hands out a `_Result`).
+        if isinstance(item, _Result):
+            item = {
+                "event": "message",
+                "data": item.message.model_dump_json(by_alias=True, exclude_unset=True),
+            }
         yield item
 
 

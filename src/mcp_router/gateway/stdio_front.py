@@ -158,9 +158,7 @@ async def stdio_transport() -> AsyncIterator[tuple[Any, Any]]:
         return
     releases: list[Callable[[], None]] = []
     try:
-        stdin, release_in = sdk_stdio._claim_fd(
-            0, sys.stdin, "rb", sdk_stdio._open_stdin_diversion
-        )
+        stdin, release_in = sdk_stdio._claim_fd(0, sys.stdin, "rb", sdk_stdio._open_stdin_diversion)
         if release_in is not None:
             releases.append(release_in)
         stdout, release_out = sdk_stdio._claim_fd(
