@@ -52,12 +52,13 @@ class Latency:
         return percentile(self.samples, 99)
 
 
-def client_for(target: str | StdioServerParameters | Any) -> Client:
-    """The benchmark client: SDK Client, handshake era, no response cache.
+def client_for(target: str | StdioServerParameters | Any, mode: str = "legacy") -> Client:
+    """The benchmark client: SDK Client, handshake era unless ``mode`` says otherwise ("auto":
+    2026-07-28 first), no response cache.
 
     ``target``: a URL, stdio parameters, or an SDK transport (e.g. ``stdio_client(...)``).
     """
-    return Client(target, mode="legacy", cache=None)
+    return Client(target, mode=mode, cache=None)  # type: ignore[arg-type]
 
 
 @asynccontextmanager

@@ -4,12 +4,15 @@
 
 Sections (see bench/README.md for what each figure means):
 
-1. sequential tools/call latency, (a) stdio -> stdio, (b) HTTP -> streamable HTTP;
+1. sequential tools/call latency, (a) stdio -> stdio, (b) HTTP -> streamable HTTP, (c) the
+   same with the 2026-07-28 era (client mode auto);
 2. throughput with 1, 8 and 32 concurrent HTTP sessions;
 3. FastMCP's own proxy (``create_proxy(url)``) beside the router: latency and 8-session rate;
 4. time from process start to ``/ready`` with 20 backends (10 stdio + 10 HTTP, 50 tools each);
 5. tools/list of 2,000 aggregated tools;
-6. peak RSS (VmHWM) of the router process in runs 1a, 2 and 4.
+6. peak RSS (VmHWM) of the router process in runs 1a, 2 and 4;
+7. HTTP front -> stdio backend beside the single-server bridges (supergateway, mcp-proxy);
+then every figure of `EXTRA_SECTIONS` (the hook for figures defined in other modules).
 
 Each figure is the median of ``--repeats`` (>= 3) repeats; direct and router runs alternate
 inside one repeat so that both see the same machine state.
@@ -43,7 +46,7 @@ import httpx2
 import yaml
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from bench import measure, procs
+from bench import measure, peers, procs
 from bench.measure import Latency, Throughput, median
 from bench.procs import (
     BENCH,
@@ -69,7 +72,15 @@ FASTMCP_PROXY = str(BENCH / "fastmcp_proxy.py")
 DIRECT_DISCOVERY = str(BENCH / "direct_discovery.py")
 DEMO = ["-m", "mcp_router.template", "--log-level", "WARNING"]
 ECHO_ARGS = {"text": "hello"}
-GLOBAL_LIMIT_S = 540  # hard stop for the whole run (the full run takes about 3-4 minutes)
+GLOBAL_LIMIT_S = 720  # hard stop for the whole run (the full run takes about 4-5 minutes idle)
+
+# The hook for figures defined outside this file: (section key, title, function). Each function
+# takes the `Report` and the run's temporary directory, adds its rows with `report.add`, and
+# runs after the built-in sections when its key is selected (all keys by default; `--only`
+# names them like the others). A module adds its figure by appending here, e.g.
+# ``EXTRA_SECTIONS.append(("8", "8 shared state", shared_state.section))`` below the imports.
+ExtraSection = tuple[str, str, "Callable[[Report, Path], None]"]
+EXTRA_SECTIONS: list[ExtraSection] = []
 
 
 # ---------------------------------------------------------------------------------- settings
@@ -91,7 +102,7 @@ class Plan:
 
     @classmethod
     def make(cls, quick: bool, repeats: int | None, only: str | None) -> Plan:
-        sections = {"1", "2", "3", "4", "5"}
+        sections = {"1", "2", "3", "4", "5", "7", *(key for key, _, _ in EXTRA_SECTIONS)}
         if only:
             sections = {s.strip() for s in only.split(",") if s.strip()}
         if quick:
@@ -303,6 +314,18 @@ async def _latency_pair(
     report.add(
         Row(
             section,
+            f"{label} router p99 / router p50 (tail)",
+            "x",
+            None,
+            _ratio(r99, r50),
+            None,
+            "<= 2x",
+            r99 <= 2 * r50,
+        )
+    )
+    report.add(
+        Row(
+            section,
             f"{label} added latency (router p50 - direct p50)",
             "ms",
             None,
@@ -383,6 +406,17 @@ async def section_1a(report: Report, tmp: Path, devnull: TextIO) -> None:
         )
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (children, their children, ...)."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children_of(todo.pop()):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def _children(ppid: int, needle: str) -> list[int]:
     """Pids of the children of ``ppid`` whose command line contains ``needle``."""
     out = []
@@ -435,6 +469,23 @@ async def section_1b(report: Report, stack: HttpStack) -> None:
             report,
             "1b",
             "HTTP->HTTP",
+            direct,
+            router,
+            {"router": stack.router.pid, "backend": stack.backend.pid},
+            1.0,
+        )
+
+
+async def section_1c(report: Report, stack: HttpStack) -> None:
+    """HTTP -> HTTP with the 2026-07-28 era: the client in mode auto (stateless POSTs)."""
+    async with (
+        measure.client_for(http_url(stack.backend_port), mode="auto") as direct,
+        measure.client_for(http_url(stack.router_port), mode="auto") as router,
+    ):
+        await _latency_pair(
+            report,
+            "1c",
+            "HTTP->HTTP 2026-07-28 (mode auto)",
             direct,
             router,
             {"router": stack.router.pid, "backend": stack.backend.pid},
@@ -503,6 +554,20 @@ async def section_2_3(report: Report, stack: HttpStack, with_proxy: bool) -> Non
                 ok,
             )
         )
+        if level == 32 and cpu:
+            report.add(
+                Row(
+                    "2",
+                    "router process CPU per call, 32 HTTP sessions",
+                    "ms",
+                    None,
+                    median(cpu),
+                    None,
+                    "",
+                    None,
+                    "informational",
+                )
+            )
         report.detail(
             f"- throughput at {level}: "
             + "; ".join(f"{n} [{_rounds(v)}] calls/s" for n, v in rates.items())
@@ -930,6 +995,95 @@ async def section_5(report: Report, tmp: Path) -> None:
     )
 
 
+# ---------------------------------------------------------------------------------- 7. bridges
+
+
+async def section_7(report: Report, tmp: Path) -> None:
+    """HTTP front -> stdio backend: the router beside two single-server bridges of the same
+    stdio server (the demo server, launched by each front), sequential calls, interleaved."""
+    plan = report.plan
+    demo_cmd = [PYTHON, *DEMO]
+    rport, sport, mport = free_port(), free_port(), free_port()
+    config = write_config(tmp / "bridge.yaml", [stdio_backend("demo", DEMO)])
+    sg_cmd, sg_url = peers.supergateway_cmd(demo_cmd, sport)
+    mp_cmd, mp_url = peers.mcp_proxy_cmd(demo_cmd, mport)
+    env = peers.peer_env(child_env())
+    started: list[subprocess.Popen[Any]] = []
+    try:
+        router_proc = start(router_cmd(config, rport))
+        started.append(router_proc)
+        sg = start(sg_cmd, env=env)
+        started.append(sg)
+        mp = start(mp_cmd, env=env)
+        started.append(mp)
+        wait_router_ready(rport, router_proc)
+        wait_http(sg_url, 90, sg)  # any answer: the port is open
+        wait_http(mp_url, 90, mp)
+        pids = {"mcp-router": router_proc.pid, "supergateway": sg.pid, "mcp-proxy": mp.pid}
+        async with (
+            measure.client_for(http_url(rport)) as router,
+            measure.client_for(sg_url) as sgc,
+            measure.client_for(mp_url) as mpc,
+        ):
+            targets = {
+                "mcp-router": (router, "demo_echo"),
+                "supergateway": (sgc, "echo"),
+                "mcp-proxy": (mpc, "echo"),
+            }
+            for client, tool in targets.values():
+                await measure.warm_up([client], tool, ECHO_ARGS, plan.lat_warmup)
+            runs: dict[str, list[Latency]] = {n: [] for n in targets}
+            cpu: dict[str, list[float]] = {n: [] for n in targets}
+
+            async def one() -> dict[str, tuple[Latency, float]]:
+                got = {}
+                for name, (client, tool) in targets.items():
+                    before = cpu_seconds(pids[name])
+                    lat = await measure.sequential(client, tool, ECHO_ARGS, plan.lat_calls, 120)
+                    used = (cpu_seconds(pids[name]) - before) / plan.lat_calls * 1000
+                    got[name] = (lat, used)
+                return got
+
+            for _ in range(plan.repeats):
+                for name, (lat, used) in (await clean(report, one)).items():
+                    runs[name].append(lat)
+                    cpu[name].append(used)
+    finally:
+        for proc in started:
+            # A bridge may start its stdio child in a session of its own: stop it too.
+            strays = _descendants(proc.pid)
+            kill_group(proc)
+            for pid in strays:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+    p50 = {n: median([r.p50 for r in v]) for n, v in runs.items()}
+    ours = p50["mcp-router"]
+    for peer in ("supergateway", "mcp-proxy"):
+        theirs = p50[peer]
+        report.add(
+            Row(
+                "7",
+                f"HTTP front -> stdio backend p50: mcp-router vs {peer} (direct column = {peer})",
+                "ms",
+                theirs,
+                ours,
+                _ratio(ours, theirs),
+                f"faster than {peer}",
+                ours < theirs,
+                f"front CPU per call: ours {_fmt(median(cpu['mcp-router']), 3)} ms, "
+                f"theirs {_fmt(median(cpu[peer]), 3)} ms",
+            )
+        )
+    report.detail(
+        "- HTTP front -> stdio backend, sequential p50 per repeat: "
+        + "; ".join(f"{n} [{_rounds([r.p50 for r in v])}] ms" for n, v in runs.items())
+        + "; front process CPU per call: "
+        + "; ".join(f"{n} [{_rounds(v)}] ms" for n, v in cpu.items())
+        + f"; {plan.lat_calls} calls each (supergateway {peers.SUPERGATEWAY_VERSION}, "
+        f"mcp-proxy {peers.MCP_PROXY_VERSION})"
+    )
+
+
 # ---------------------------------------------------------------------------------- report
 
 
@@ -1065,7 +1219,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run, about a minute")
     parser.add_argument("--repeats", type=int, help="repeats per figure (default 3, min 3)")
-    parser.add_argument("--only", help="comma-separated sections to run: 1,2,3,4,5")
+    parser.add_argument("--only", help="comma-separated sections to run: 1,2,3,4,5,7")
     parser.add_argument(
         "--wait-idle",
         type=float,
@@ -1124,6 +1278,11 @@ def main(argv: list[str] | None = None) -> None:
                         "1b HTTP -> HTTP latency",
                         lambda: _run_async(section_1b, report, stack),
                     )
+                    _timed(
+                        report,
+                        "1c HTTP -> HTTP latency, 2026-07-28 era",
+                        lambda: _run_async(section_1c, report, stack),
+                    )
                 if with_proxy:
                     _timed(
                         report,
@@ -1142,6 +1301,15 @@ def main(argv: list[str] | None = None) -> None:
             _timed(
                 report, "5 tools/list of 2,000 tools", lambda: _run_async(section_5, report, tmp)
             )
+        if "7" in s:
+            _timed(
+                report,
+                "7 HTTP front -> stdio backend vs bridges",
+                lambda: _run_async(section_7, report, tmp),
+            )
+        for key, title, figure in EXTRA_SECTIONS:  # figures defined in other modules
+            if key in s:
+                _timed(report, title, lambda figure=figure: figure(report, tmp))
     finally:
         signal.alarm(0)
         shutil.rmtree(tmp, ignore_errors=True)

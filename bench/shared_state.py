@@ -118,6 +118,33 @@ async def measure_shared_state(
     return figures
 
 
+def section(report: Any, tmp: Path) -> None:
+    """`make bench` section 8: the same figures as rows ("direct" = state in process)."""
+    from bench.run import Row  # bench.run is imported first by `python -m bench`
+
+    figures = asyncio.run(measure_shared_state(tmp))
+    for figure, unit, values in (
+        ("tools/call p50, state in Redis vs in process", "ms", figures.p50_ms),
+        (
+            "8 sessions throughput, state in Redis vs in process",
+            "calls/s",
+            figures.calls_per_second,
+        ),
+    ):
+        local, shared = median(values["in process"]), median(values["redis"])
+        report.add(
+            Row(
+                "8",
+                figure,
+                unit,
+                local,
+                shared,
+                shared / local if local else None,
+                note="direct = state in process",
+            )
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m bench.shared_state [--quick]``: print the table and per-repeat values."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -168,9 +168,11 @@ async def _serve_stdio(router: Any) -> None:
     The first signal starts a drain: requests in flight get up to
     ``MCP_SHUTDOWN_GRACE_SECONDS`` to finish and be answered; then every backend (children
     and their process groups) is stopped. A second signal skips what is left of the grace.
-    The SDK reads stdin in a thread that cannot be interrupted, so a signal cannot unwind the
-    server normally: the process exits once the backends are stopped.
+    The process exits once the backends are stopped (when stdin is not a pipe, the SDK reads it
+    in a thread that a signal cannot interrupt, so the server is not unwound normally).
     """
+    from mcp_router.gateway.stdio_front import run_stdio
+
     lifecycle = router.lifecycle
     grace = router.settings.shutdown_grace_seconds
 
@@ -211,7 +213,8 @@ async def _serve_stdio(router: Any) -> None:
                     tg.start_soon(drain_and_exit, signum)
 
             tg.start_soon(on_signal)
-            await router.server.run_stdio_async(show_banner=False)
+            # FastMCP's stdio runner, on asyncio pipes instead of a thread per message.
+            await run_stdio(router.server)
             tg.cancel_scope.cancel()
 
 

@@ -18,6 +18,9 @@ Uvicorn serves FastMCP's Starlette app. Layers, outermost first:
    sessions refused while draining (503); idle sessions are reaped by the SDK's session
    manager after ``MCP_SESSION_IDLE_SECONDS``.
 
+A request POST is answered with ``application/json`` unless the backend sends something for it
+before its result (then ``text/event-stream``): `mcp_router.gateway.json_first`.
+
 On SIGTERM (or Ctrl-C) the server drains first (:class:`FrontServer`): readiness 503, no new
 sessions, up to ``MCP_SHUTDOWN_GRACE_SECONDS`` for requests in flight; a second signal stops at
 once.
@@ -40,6 +43,7 @@ from starlette.middleware import Middleware as StarletteMiddleware
 from mcp_router.gateway.auth import FrontAuth, bearer_token
 from mcp_router.gateway.front_limits import SessionLimits, bounded_protocol, find_session_endpoint
 from mcp_router.gateway.headers import TrimmedHeaders
+from mcp_router.gateway.json_first import install as answer_json_first
 from mcp_router.gateway.server import Router
 from mcp_router.state import SessionFront
 
@@ -220,6 +224,8 @@ def build_http_app(router: Router) -> ASGIApp:
             session_idle_timeout=settings.session_idle_seconds,
             **guard,
         )
+        # Request POSTs answer with JSON until the backend sends something before the result.
+        answer_json_first(mcp_app, lambda: find_session_endpoint(mcp_app, path))
     app: ASGIApp = mcp_app
     if settings.metrics_require_auth and router.front_auth is not None:
         app = MetricsAuth(app, router.front_auth)

@@ -31,6 +31,7 @@ from mcp_router.gateway.discovery import (
 from mcp_router.gateway.entry import CallEntry
 from mcp_router.gateway.instructions import aggregate as aggregate_instructions
 from mcp_router.gateway.lifecycle import Lifecycle, LifecycleGate
+from mcp_router.gateway.list_cache import ListCachingFastMCP
 from mcp_router.gateway.listen import ListenStreams
 from mcp_router.gateway.management import register_management_tools
 from mcp_router.gateway.metrics import RouterMetrics, UnknownNameMetrics
@@ -336,7 +337,8 @@ def build_router(config: RouterConfig, settings: RouterSettings) -> Router:
     search_mode = routing.tool_discovery == "search"
     listed = pinned_matcher(routing.pinned_tools) if search_mode else None
     own_instructions = INSTRUCTIONS + (DISCOVERY_INSTRUCTIONS if search_mode else "")
-    server = FastMCP(
+    # Lists reuse their wire form while what a client may see is unchanged (list_cache.py).
+    server = ListCachingFastMCP(
         name="mcp-router",
         auth=front_auth.provider,
         instructions=own_instructions,
