@@ -28,6 +28,7 @@ import mcp_types as types
 from mcp.client.session import ClientSession
 from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
+from mcp_types import SERVER_INFO_META_KEY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
@@ -129,6 +130,12 @@ class ModernRequests:
     def _seen(self, result: Any) -> Any:
         if isinstance(result, types.InputRequiredResult):
             self._front.input_required_from = self._backend
+        meta = getattr(result, "meta", None)
+        if meta and SERVER_INFO_META_KEY in meta:
+            # The backend stamped its own serverInfo; the client's server is the router, whose
+            # front stamps a result that carries none (the SDK's runner).
+            rest = {k: v for k, v in meta.items() if k != SERVER_INFO_META_KEY}
+            result = result.model_copy(update={"meta": rest or None})
         return result
 
     async def call_tool(
