@@ -32,6 +32,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from cluster import redis_server as cluster_redis
 from mcp_router.config import load_effective_config
 from mcp_router.gateway.server import build_router
 from mcp_router.settings import load_settings
@@ -74,41 +75,10 @@ LIMITED = f"mcp-router: rate limit exceeded ({RATE:g} requests/s per client, bur
 
 
 @contextlib.contextmanager
-def redis_server(port: int, log: Path) -> Iterator[subprocess.Popen[Any]]:
-    """``redis-server`` on 127.0.0.1:``port`` with a password and no persistence; killed after."""
-    cmd = [
-        "redis-server",
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--requirepass",
-        PASSWORD,
-    ]
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
-        )
-    try:
-        probe = redis.Redis(port=port, password=PASSWORD, socket_connect_timeout=1)
-
-        def answers() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(f"redis-server exited: {log.read_text()[-2000:]}")
-            try:
-                return bool(probe.ping())
-            except redis.ConnectionError:
-                return False
-
-        wait_until(answers, 20, f"redis-server on port {port} answers PING")
-        probe.close()
+def redis_server(port: int) -> Iterator[subprocess.Popen[Any]]:
+    """``redis-server`` on 127.0.0.1:``port`` with the tests' password (tests/cluster.py)."""
+    with cluster_redis(port, password=PASSWORD) as (_, proc):
         yield proc
-    finally:
-        kill_group(proc)
 
 
 def state_url(port: int) -> str:
@@ -136,7 +106,7 @@ def backend_config(start_server: Callable[..., str], module_tmp: Path) -> Path:
 @pytest.fixture(scope="module")
 def redis_port(module_tmp: Path) -> Iterator[int]:
     port = free_port()
-    with redis_server(port, module_tmp / "redis.log"):
+    with redis_server(port):
         yield port
 
 
@@ -400,7 +370,7 @@ async def test_an_unreachable_redis_fails_open_with_one_redacted_warning_then_re
         assert f"redis://***@127.0.0.1:{port}/0" in warnings[0]
         assert PASSWORD not in caplog.text
 
-        with redis_server(port, module_tmp / "redis-late.log"):
+        with redis_server(port):
             await asyncio.sleep(RETRY_AFTER)  # failed checks skip Redis for this long
             assert await bucket.consume("token:x", 0.001, 1)
             assert not await bucket.consume("token:x", 0.001, 1)  # limited again
@@ -417,9 +387,8 @@ async def test_a_replica_whose_redis_stops_admits_every_request_then_limits_agai
     backend_config: Path, module_tmp: Path
 ) -> None:
     port = free_port()
-    log = module_tmp / "redis-midrun.log"
     server = contextlib.ExitStack()
-    server.enter_context(redis_server(port, log))
+    server.enter_context(redis_server(port))
     try:
         with run_router(
             backend_config, module_tmp / "midrun.log", env=router_env(port), timeout=90
@@ -446,7 +415,7 @@ async def test_a_replica_whose_redis_stops_admits_every_request_then_limits_agai
                 assert f"redis://***@127.0.0.1:{port}/0 unreachable" in text
                 assert PASSWORD not in router.stderr()
 
-                server.enter_context(redis_server(port, log))  # Redis is back (empty)
+                server.enter_context(redis_server(port))  # Redis is back (empty)
                 await wait_until_async(limited, 60, "requests are limited again")
                 router.wait_log("answers again; limits are shared again", start=before)
     finally:
