@@ -31,7 +31,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -272,11 +272,24 @@ def _router_url(config: Path, log: Path) -> Iterator[str]:
         yield router.url
 
 
-def run_targets(tmp: Path, env: dict[str, str]) -> dict[str, dict[str, Outcome]]:
-    """Run the suite against every target at once; ``{target: {scenario: Outcome}}``."""
+def run_targets(
+    tmp: Path,
+    env: dict[str, str],
+    again: Callable[[dict[str, dict[str, Outcome]]], list[str]] | None = None,
+) -> dict[str, dict[str, Outcome]]:
+    """Run the suite against every target at once; ``{target: {scenario: Outcome}}``.
+
+    ``again`` names the targets to run once more, one at a time, after the concurrent run:
+    some checks allow a request 600 ms (streamed frames of a tools/call), which four suites at
+    once on a 2-core machine can exceed. The second, unloaded run decides; a real difference
+    shows in both.
+    """
     with start_targets(tmp) as urls, ThreadPoolExecutor(len(urls)) as pool:
         futures = {name: pool.submit(run_suite, url, tmp / name, env) for name, url in urls.items()}
-        return {name: future.result() for name, future in futures.items()}
+        results = {name: future.result() for name, future in futures.items()}
+        for name in again(results) if again is not None else []:
+            results[name] = run_suite(urls[name], tmp / f"{name}-again", env)
+        return results
 
 
 # ------------------------------------------------------------------------------ tests
@@ -314,8 +327,24 @@ def test_2026_requirements_through_the_router_equal_direct(
     """The backend passes all 37 directly; each router target (HTTP, stdio, legacy SSE backend)
     passes what it passes directly, but for the listed expected failures."""
     required, _ = list_scenarios(env)
-    results = run_targets(tmp_path, env)
     failures: dict[str, dict[str, str]] = expected["expected_failures"]
+
+    def differing(results: dict[str, dict[str, Outcome]]) -> list[str]:
+        direct = {s: o for s, o in results[DIRECT].items() if s in required}
+        if any(direct.get(s, MISSING).status != "pass" for s in required):
+            return [DIRECT, *ROUTED]
+        return [
+            target
+            for target in ROUTED
+            if check_routed(
+                direct,
+                {s: o for s, o in results[target].items() if s in required},
+                set(failures.get(target, {})),
+                target,
+            )
+        ]
+
+    results = run_targets(tmp_path, env, again=differing)
     direct = {s: o for s, o in results[DIRECT].items() if s in required}
 
     with subtests.test(msg=DIRECT):
