@@ -583,18 +583,7 @@ class SharedSessions:
         ]
         if version is not None:
             headers.append((_VERSION_HEADER, version.encode("latin-1")))
-        scope = {
-            "type": "http",
-            "method": "POST",
-            "path": self._path,
-            "raw_path": self._path.encode(),
-            "query_string": b"",
-            "headers": headers,
-            "http_version": "1.1",
-            "scheme": "http",
-            "server": ("127.0.0.1", 0),
-            "client": ("127.0.0.1", 0),
-        }
+        scope = self._post_scope(headers)
 
         receive = _one_shot(body)
 
@@ -669,14 +658,9 @@ class SharedSessions:
                 await pubsub.aclose()
         return None
 
-    async def _serve_forwarded(self, message: dict[str, Any]) -> None:
-        """Serve a request another replica forwarded here; publish the whole response back."""
-        app = self.local_app
-        if app is None:
-            return
-        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in message["headers"]]
-        body = message["body"].encode("latin-1")
-        scope = {
+    def _post_scope(self, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+        """The ASGI scope of a POST to the MCP endpoint that this replica makes to itself."""
+        return {
             "type": "http",
             "method": "POST",
             "path": self._path,
@@ -688,6 +672,15 @@ class SharedSessions:
             "server": ("127.0.0.1", 0),
             "client": ("127.0.0.1", 0),
         }
+
+    async def _serve_forwarded(self, message: dict[str, Any]) -> None:
+        """Serve a request another replica forwarded here; publish the whole response back."""
+        app = self.local_app
+        if app is None:
+            return
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in message["headers"]]
+        body = message["body"].encode("latin-1")
+        scope = self._post_scope(headers)
         response: dict[str, Any] = {"status": 500, "headers": [], "body": ""}
         chunks: list[bytes] = []
 
