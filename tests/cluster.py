@@ -3,9 +3,10 @@
 - :func:`redis_server` — Debian ``redis-server`` on a free loopback port, no persistence;
   yields its ``redis://`` URL (a ``password`` turns on ``requirepass``);
 - :func:`haproxy` — HAProxy in ``mode http``, ``balance roundrobin`` re-balancing every
-  request (``option http-server-close``, ``http-reuse never``), ``option redispatch`` +
-  ``retries 2`` for a dead server; every response names the replica that served it in
-  ``X-Served-By`` (the server name, which the replica helpers set to MCP_REPLICA_ID);
+  request (``option httpclose``, ``http-reuse never``), ``option redispatch`` +
+  ``retries 2`` for a dead server, requests logged to ``haproxy-PORT.log``; every response
+  names the replica that served it in ``X-Served-By`` (the server name, which the replica
+  helpers set to MCP_REPLICA_ID);
 - :func:`replica_set` — N routers over HTTP sharing one config and one state URL.
 
 Each helper kills what it started, process group included.
@@ -75,14 +76,20 @@ def haproxy_config(port: int, servers: Mapping[str, int]) -> str:
     lines = [
         "global",
         "    maxconn 512",
+        "    log stderr format raw local0",
         "defaults",
+        "    log global",
+        "    option httplog",
         "    mode http",
         "    timeout connect 2s",
         "    timeout client 120s",
         "    timeout server 120s",
         "    option redispatch",
         "    retries 2",
-        "    option http-server-close",
+        # One request per client connection, as in deploy/haproxy.cfg: on a reused
+        # connection HAProxy answers a replica's death with a silent close (haproxy#2375,
+        # for the client to retry), which the mcp SDK Client does not survive.
+        "    option httpclose",
         "    http-reuse never",
         "frontend front",
         f"    bind 127.0.0.1:{port}",
