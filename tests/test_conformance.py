@@ -23,43 +23,51 @@ router before server-everything, except for the entries of ``tests/conformance/e
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import re
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from conformance_suite import (
+    HERE,
+    MISSING,
+    Outcome,
+    cell,
+    check_routed,
+    enter_concurrently,
+    expected_failures_section,
+    explain,
+    list_output,
+    load_json,
+    router_url,
+    run_suite,
+    stale,
+    suite_env,
+    url_of,
+)
 from support import (
     EVERYTHING,
-    MIN_NODE,
     NODE_BIN,
     child_env,
     fastmcp_server,
     free_port,
-    kill_group,
-    node22_dir,
-    run_router,
     spawn,
     write_config,
 )
 
-HERE = Path(__file__).resolve().parent / "conformance"
 EXPECTED_FILE = HERE / "expected.json"
 TABLE_FILE = HERE / "scenarios.md"
 LOOPBACK_PRELOAD = HERE / "loopback.cjs"
 # Two versions are installed (0.1.16 and, as the npm alias conformance-2026, 0.2.0-alpha.12):
 # both name their binary `conformance`, so each is run by its own path, never via .bin.
 CONFORMANCE = NODE_BIN.parent / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
-SUITE_TIMEOUT = 150.0  # one `conformance server --suite all` takes ~7 s on an idle machine
+SELECTION = ("--suite", "all")  # one run takes ~7 s on an idle machine
 
 DIRECT = "direct"
 ROUTER_HTTP = "router-http-backend"
@@ -75,148 +83,21 @@ TITLES = {
     EVERYTHING_DIRECT: "server-everything direct",
     ROUTER_EVERYTHING: "router → server-everything",
 }
-
-# conformance names each result folder server-<scenario>-<ISO timestamp with : and . as ->
-_RESULT_DIR = re.compile(r"^server-(?P<scenario>.+)-\d{4}-\d{2}-\d{2}T[\d-]+Z$")
 _LISTED = re.compile(r"^\s+- (?P<scenario>\S+)")
 
 
-# ------------------------------------------------------------------------------ environment
-
-
 def conformance_env() -> tuple[dict[str, str] | None, str]:
-    """The environment for ``conformance`` (its Node first on PATH), or None and why not."""
-    if not CONFORMANCE.exists():
-        return None, "run `npm ci`: package.json pins @modelcontextprotocol/conformance"
-    found = node22_dir()
-    if found is None:
-        return None, f"Node >= {MIN_NODE} not found: run `npm ci` (package.json pins node@22)"
-    path = os.pathsep.join([str(found), str(NODE_BIN), os.environ.get("PATH", "")])
-    return child_env(PATH=path), ""
-
-
-def load_expected() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(EXPECTED_FILE.read_text())
-    return data
-
-
-# ------------------------------------------------------------------------------ results
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """One scenario's result: ``pass``, ``warn`` (warnings, no failure) or ``fail``."""
-
-    status: str
-    successes: frozenset[str]
-    problems: tuple[str, ...]
-
-
-MISSING = Outcome("fail", frozenset(), ("no checks.json: the scenario did not run",))
-
-
-def outcome_of(checks: list[dict[str, Any]]) -> Outcome:
-    statuses = [c.get("status") for c in checks]
-    problems = tuple(
-        f"{c.get('id')}: {c.get('status')} {c.get('errorMessage') or c.get('description', '')}"
-        for c in checks
-        if c.get("status") in ("FAILURE", "WARNING")
-    )
-    successes = frozenset(str(c.get("id")) for c in checks if c.get("status") == "SUCCESS")
-    if "FAILURE" in statuses:
-        status = "fail"
-    elif "WARNING" in statuses or not successes:
-        status = "warn"
-    else:
-        status = "pass"
-    return Outcome(status, successes, problems)
-
-
-def parse_results(out: Path) -> dict[str, Outcome]:
-    """Every scenario result under a ``conformance server -o`` folder."""
-    results: dict[str, Outcome] = {}
-    for checks_file in sorted(out.glob("*/checks.json")):
-        m = _RESULT_DIR.match(checks_file.parent.name)
-        if m is None:
-            continue
-        try:
-            checks = json.loads(checks_file.read_text())
-        except (OSError, ValueError) as exc:
-            results[m["scenario"]] = Outcome("fail", frozenset(), (f"unreadable: {exc}",))
-            continue
-        results[m["scenario"]] = outcome_of(checks)
-    return results
+    """The environment for the 0.1.16 suite, or None and why not."""
+    return suite_env(CONFORMANCE, "@modelcontextprotocol/conformance (0.1.16)")
 
 
 def list_scenarios(env: dict[str, str]) -> list[str]:
     """The server scenarios of the installed suite (``conformance list --server``)."""
-    out = subprocess.run(
-        [str(CONFORMANCE), "list", "--server"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        stdin=subprocess.DEVNULL,
-    ).stdout
+    out = list_output(CONFORMANCE, ["--server"], env)
     return [m["scenario"] for line in out.splitlines() if (m := _LISTED.match(line))]
 
 
-def run_suite(url: str, out: Path, env: dict[str, str]) -> dict[str, Outcome]:
-    """Run every server scenario against ``url``; results (and the console log) under ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    cmd = [str(CONFORMANCE), "server", "--url", url, "--suite", "all", "-o", str(out)]
-    with (out / "console.txt").open("w") as log:
-        proc = subprocess.Popen(
-            cmd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            proc.wait(timeout=SUITE_TIMEOUT)  # exit status 1 just means some scenario failed
-        finally:
-            kill_group(proc)
-    return parse_results(out)
-
-
 # ------------------------------------------------------------------------------ targets
-
-
-def _enter_concurrently(
-    stack: contextlib.ExitStack, cms: Mapping[str, AbstractContextManager[str]]
-) -> dict[str, str]:
-    """Enter context managers in parallel (process start-ups); their exits go on ``stack``."""
-    if not cms:
-        return {}
-    with ThreadPoolExecutor(len(cms)) as pool:
-        futures = {name: pool.submit(cm.__enter__) for name, cm in cms.items()}
-    values: dict[str, str] = {}
-    error: BaseException | None = None
-    for name, future in futures.items():
-        try:
-            values[name] = future.result()
-        except BaseException as exc:
-            error = error or exc
-            continue
-        stack.push(cms[name])
-    if error is not None:
-        raise error
-    return values
-
-
-@contextlib.contextmanager
-def _url_of(cm: AbstractContextManager[Any], url: str) -> Iterator[str]:
-    with cm:
-        yield url
-
-
-@contextlib.contextmanager
-def _router_url(config: Path) -> Iterator[str]:
-    with run_router(config, timeout=60.0) as router:
-        yield router.url
 
 
 @contextlib.contextmanager
@@ -232,7 +113,7 @@ def start_targets(tmp: Path, names: tuple[str, ...]) -> Iterator[dict[str, str]]
                 ready_url=backend_url,
                 timeout=60.0,
             )
-            first[DIRECT] = _url_of(backend, backend_url)
+            first[DIRECT] = url_of(backend, backend_url)
         if EVERYTHING_DIRECT in names:
             port = free_port()
             url = f"http://127.0.0.1:{port}/mcp"
@@ -240,8 +121,8 @@ def start_targets(tmp: Path, names: tuple[str, ...]) -> Iterator[dict[str, str]]
             everything = spawn(
                 [str(EVERYTHING), "streamableHttp"], env=env, ready_url=url, timeout=60.0
             )
-            first[EVERYTHING_DIRECT] = _url_of(everything, url)
-        urls = _enter_concurrently(stack, first)
+            first[EVERYTHING_DIRECT] = url_of(everything, url)
+        urls = enter_concurrently(stack, first)
 
         backends: dict[str, dict[str, Any]] = {
             ROUTER_HTTP: {"name": "conformance", "url": backend_url, "namespace": ""},
@@ -261,11 +142,11 @@ def start_targets(tmp: Path, names: tuple[str, ...]) -> Iterator[dict[str, str]]
             },
         }
         routers = {
-            name: _router_url(write_config(tmp / f"{name}.yaml", [backend]))
+            name: router_url(write_config(tmp / f"{name}.yaml", [backend]))
             for name, backend in backends.items()
             if name in names
         }
-        urls |= _enter_concurrently(stack, routers)
+        urls |= enter_concurrently(stack, routers)
         yield {name: urls[name] for name in names}
 
 
@@ -274,26 +155,14 @@ def run_targets(
 ) -> dict[str, dict[str, Outcome]]:
     """Run the suite against every target at once; ``{target: {scenario: Outcome}}``."""
     with start_targets(tmp, names) as urls, ThreadPoolExecutor(len(urls)) as pool:
-        futures = {name: pool.submit(run_suite, url, tmp / name, env) for name, url in urls.items()}
+        futures = {
+            name: pool.submit(run_suite, CONFORMANCE, SELECTION, url, tmp / name, env)
+            for name, url in urls.items()
+        }
         return {name: future.result() for name, future in futures.items()}
 
 
 # ------------------------------------------------------------------------------ checks
-
-
-def _explain(results: Mapping[str, Outcome], scenarios: set[str]) -> str:
-    lines = []
-    for scenario in sorted(scenarios):
-        outcome = results.get(scenario, MISSING)
-        lines.append(f"  {scenario} [{outcome.status}]")
-        lines.extend(f"      {p}" for p in outcome.problems)
-    return "\n".join(lines)
-
-
-def _stale(results: Mapping[str, Outcome], allowed: set[str], target: str) -> list[str]:
-    """Expected failures that pass now: they must leave expected.json."""
-    passing = sorted(s for s in allowed if results.get(s, MISSING).status == "pass")
-    return [f"pass now, remove from expected.json [{target}]: {passing}"] if passing else []
 
 
 def check_direct(
@@ -301,38 +170,8 @@ def check_direct(
 ) -> list[str]:
     """The backend passes every scenario but its expected failures."""
     failing = {s for s in scenarios if results.get(s, MISSING).status != "pass"} - allowed
-    problems = ["fail directly:\n" + _explain(results, failing)] if failing else []
-    return problems + _stale(results, allowed, DIRECT)
-
-
-# Checks that succeed only when a POST is answered with an SSE stream. The router answers with
-# application/json when nothing streams before the result (the spec lets a server choose when
-# the client accepts both); the scenario then reports INFO ("SSE streaming is optional").
-# A FAILURE or WARNING there still fails the scenario (see `lost` below).
-SSE_ONLY_CHECKS = frozenset({"server-sse-streams-functional"})
-
-
-def check_routed(
-    direct: Mapping[str, Outcome], routed: Mapping[str, Outcome], allowed: set[str], target: str
-) -> list[str]:
-    """What passes directly passes through the router, scenario by scenario and check by check."""
-    problems = []
-    lost = {
-        s
-        for s, o in direct.items()
-        if o.status == "pass" and routed.get(s, MISSING).status != "pass"
-    } - allowed
-    if lost:
-        problems.append("pass directly, not through the router:\n" + _explain(routed, lost))
-    lost_checks = {
-        s: sorted(missing)
-        for s, o in direct.items()
-        if s not in allowed
-        and (missing := o.successes - routed.get(s, MISSING).successes - SSE_ONLY_CHECKS)
-    }
-    if lost_checks:
-        problems.append(f"checks that succeed directly, not through the router: {lost_checks}")
-    return problems + _stale(routed, allowed, target)
+    problems = ["fail directly:\n" + explain(results, failing)] if failing else []
+    return problems + stale(results, allowed, DIRECT)
 
 
 def check_required(
@@ -340,8 +179,8 @@ def check_required(
 ) -> list[str]:
     """Every required scenario but the expected failures passes."""
     failing = {s for s in required - allowed if routed.get(s, MISSING).status != "pass"}
-    problems = ["fail through the router:\n" + _explain(routed, failing)] if failing else []
-    return problems + _stale(routed, allowed, target)
+    problems = ["fail through the router:\n" + explain(routed, failing)] if failing else []
+    return problems + stale(routed, allowed, target)
 
 
 # ------------------------------------------------------------------------------ tests
@@ -359,7 +198,7 @@ def env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def expected() -> dict[str, Any]:
-    return load_expected()
+    return load_json(EXPECTED_FILE)
 
 
 def test_expected_failures_name_known_scenarios_with_reasons(
@@ -416,11 +255,6 @@ def test_conformance_suite_through_the_router(
 # ------------------------------------------------------------------------------ the table
 
 
-def _cell(outcome: Outcome, expected_failure: bool) -> str:
-    text = {"pass": "pass", "warn": "WARN", "fail": "FAIL"}[outcome.status]
-    return f"{text} (expected)" if expected_failure else text
-
-
 def render_table(
     scenarios: list[str], results: Mapping[str, Mapping[str, Outcome]], expected: dict[str, Any]
 ) -> str:
@@ -447,19 +281,12 @@ def render_table(
     ]
     for scenario in scenarios:
         cells = [
-            _cell(results[t].get(scenario, MISSING), scenario in failures.get(t, {}))
+            cell(results[t].get(scenario, MISSING), scenario in failures.get(t, {}))
             for t in targets
         ]
         ni = "yes" if scenario in name_independent else ""
         lines.append(f"| {scenario} | {ni} | " + " | ".join(cells) + " |")
-    lines += ["", "## Expected failures", ""]
-    for target in targets:
-        entries = failures.get(target, {})
-        if not entries:
-            continue
-        lines += [f"### `{target}`: {TITLES[target]}", ""]
-        lines += [f"- **{scenario}**: {reason}" for scenario, reason in sorted(entries.items())]
-        lines.append("")
+    lines += ["", *expected_failures_section(targets, TITLES, failures)]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -468,7 +295,7 @@ def main() -> int:
     if found is None:
         print(f"cannot run the conformance suite: {why}", file=sys.stderr)
         return 2
-    expected = load_expected()
+    expected = load_json(EXPECTED_FILE)
     with tempfile.TemporaryDirectory(prefix="conformance-") as tmp:
         results = run_targets(Path(tmp), TARGETS, found)
     TABLE_FILE.write_text(render_table(list_scenarios(found), results, expected))

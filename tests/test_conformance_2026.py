@@ -26,9 +26,7 @@ reason); an entry that starts passing fails the test too, so the list stays true
 from __future__ import annotations
 
 import contextlib
-import json
 import re
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -40,36 +38,34 @@ from typing import Any
 import httpx2
 import pytest
 
-from support import (
-    NODE_BIN,
-    fastmcp_server,
-    free_port,
-    kill_group,
-    run_router,
-    spawn,
-    write_config,
-)
-from test_conformance import (
+from conformance_suite import (
+    HERE,
     MISSING,
     Outcome,
-    _enter_concurrently,
-    _explain,
-    _url_of,
+    cell,
     check_routed,
-    conformance_env,
-    parse_results,
+    enter_concurrently,
+    expected_failures_section,
+    explain,
+    list_output,
+    load_json,
+    router_url,
+    run_suite,
+    suite_env,
+    url_of,
 )
+from support import NODE_BIN, fastmcp_server, free_port, spawn, write_config
 
 pytestmark = [pytest.mark.xdist_group("conformance2026"), pytest.mark.timeout(300)]
 
-HERE = Path(__file__).resolve().parent / "conformance"
 EXPECTED_FILE = HERE / "expected-2026.json"
 TABLE_FILE = HERE / "scenarios-2026.md"
 # The npm alias conformance-2026 = @modelcontextprotocol/conformance@0.2.0-alpha.12; run by
 # path (0.1.16 installs a binary of the same name).
 CONFORMANCE = NODE_BIN.parent / "conformance-2026" / "dist" / "index.js"
 REVISION = "2026-07-28"
-SUITE_TIMEOUT = 150.0  # one run takes ~3 s directly, ~10 s through a router on an idle machine
+# one run takes ~3 s directly, ~10 s through a router on an idle machine
+SELECTION = ("--requirements", REVISION)
 
 DIRECT = "direct"
 ROUTER_HTTP = "router-http-backend"
@@ -92,15 +88,7 @@ _SCENARIO = re.compile(r"^\s+- (?P<scenario>\S+)(?: \[(?P<side>\w+)\])?")
 
 def list_scenarios(env: dict[str, str]) -> tuple[list[str], list[str]]:
     """(required server scenarios, server scenarios run but not scored) of the revision."""
-    out = subprocess.run(
-        [str(CONFORMANCE), "list", "--server", "--requirements", REVISION],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        stdin=subprocess.DEVNULL,
-    ).stdout
+    out = list_output(CONFORMANCE, ["--server", *SELECTION], env)
     required: list[str] = []
     unscored: list[str] = []
     section = ""
@@ -119,35 +107,9 @@ def list_scenarios(env: dict[str, str]) -> tuple[list[str], list[str]]:
     return required, unscored
 
 
-def run_suite(url: str, out: Path, env: dict[str, str]) -> dict[str, Outcome]:
-    """Run the revision's server scenarios against ``url``; results under ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    cmd = [str(CONFORMANCE), "server", "--url", url, "--requirements", REVISION, "-o", str(out)]
-    with (out / "console.txt").open("w") as log:
-        proc = subprocess.Popen(
-            cmd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            proc.wait(timeout=SUITE_TIMEOUT)  # exit status 1 just means some scenario failed
-        finally:
-            kill_group(proc)
-    return parse_results(out)
-
-
-def suite_env() -> tuple[dict[str, str] | None, str]:
-    if not CONFORMANCE.exists():
-        return None, "run `npm ci`: package.json pins conformance-2026 (0.2.0-alpha.12)"
-    return conformance_env()
-
-
-def load_expected() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(EXPECTED_FILE.read_text())
-    return data
+def conformance_env() -> tuple[dict[str, str] | None, str]:
+    """The environment for the 0.2.0-alpha.12 suite, or None and why not."""
+    return suite_env(CONFORMANCE, "conformance-2026 (0.2.0-alpha.12)")
 
 
 # ------------------------------------------------------------------------------ targets
@@ -165,7 +127,7 @@ def start_targets(tmp: Path) -> Iterator[dict[str, str]]:
         http_url = f"http://127.0.0.1:{http_port}/mcp"
         sse_url = f"http://127.0.0.1:{sse_port}/sse"
         backends: dict[str, AbstractContextManager[str]] = {
-            DIRECT: _url_of(
+            DIRECT: url_of(
                 spawn(
                     fastmcp_server("conformance2026", "http", direct_port),
                     ready_url=direct_url,
@@ -173,7 +135,7 @@ def start_targets(tmp: Path) -> Iterator[dict[str, str]]:
                 ),
                 direct_url,
             ),
-            "http": _url_of(
+            "http": url_of(
                 spawn(
                     fastmcp_server("conformance2026", "http", http_port),
                     ready_url=http_url,
@@ -182,7 +144,7 @@ def start_targets(tmp: Path) -> Iterator[dict[str, str]]:
                 http_url,
             ),
             # The SSE stream never ends; its message endpoint answers a GET at once (405).
-            "sse": _url_of(
+            "sse": url_of(
                 spawn(
                     fastmcp_server("conformance2026", "sse", sse_port),
                     ready_url=f"http://127.0.0.1:{sse_port}/messages/",
@@ -191,7 +153,7 @@ def start_targets(tmp: Path) -> Iterator[dict[str, str]]:
                 sse_url,
             ),
         }
-        urls = _enter_concurrently(stack, backends)
+        urls = enter_concurrently(stack, backends)
         configs: dict[str, dict[str, Any]] = {
             ROUTER_HTTP: {"name": "conformance", "url": http_url, "namespace": ""},
             ROUTER_STDIO: {
@@ -211,10 +173,10 @@ def start_targets(tmp: Path) -> Iterator[dict[str, str]]:
             },
         }
         routers = {
-            name: _router_url(write_config(tmp / f"{name}.yaml", [backend]), tmp / f"{name}.log")
+            name: router_url(write_config(tmp / f"{name}.yaml", [backend]), tmp / f"{name}.log")
             for name, backend in configs.items()
         }
-        urls |= _enter_concurrently(stack, routers)
+        urls |= enter_concurrently(stack, routers)
         with ThreadPoolExecutor(len(ROUTED) * len(PROFILES)) as pool:
             for future in [
                 pool.submit(open_profile_session, urls[name], caps)
@@ -266,12 +228,6 @@ def open_profile_session(url: str, capabilities: dict[str, Any]) -> None:
     assert '"resultType":"input_required"' in answer.text, f"{url} {capabilities}: {answer.text}"
 
 
-@contextlib.contextmanager
-def _router_url(config: Path, log: Path) -> Iterator[str]:
-    with run_router(config, log, timeout=60.0) as router:
-        yield router.url
-
-
 def run_targets(
     tmp: Path,
     env: dict[str, str],
@@ -285,10 +241,15 @@ def run_targets(
     shows in both.
     """
     with start_targets(tmp) as urls, ThreadPoolExecutor(len(urls)) as pool:
-        futures = {name: pool.submit(run_suite, url, tmp / name, env) for name, url in urls.items()}
+        futures = {
+            name: pool.submit(run_suite, CONFORMANCE, SELECTION, url, tmp / name, env)
+            for name, url in urls.items()
+        }
         results = {name: future.result() for name, future in futures.items()}
         for name in again(results) if again is not None else []:
-            results[name] = run_suite(urls[name], tmp / f"{name}-again", env)
+            results[name] = run_suite(
+                CONFORMANCE, SELECTION, urls[name], tmp / f"{name}-again", env
+            )
         return results
 
 
@@ -297,7 +258,7 @@ def run_targets(
 
 @pytest.fixture(scope="module")
 def env() -> dict[str, str]:
-    found, why = suite_env()
+    found, why = conformance_env()
     if found is None:
         pytest.skip(why)
     return found
@@ -305,7 +266,7 @@ def env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def expected() -> dict[str, Any]:
-    return load_expected()
+    return load_json(EXPECTED_FILE)
 
 
 def test_expected_failures_name_required_scenarios_with_reasons(
@@ -349,7 +310,7 @@ def test_2026_requirements_through_the_router_equal_direct(
 
     with subtests.test(msg=DIRECT):
         failing = {s for s in required if direct.get(s, MISSING).status != "pass"}
-        assert not failing, "fail directly:\n" + _explain(direct, failing)
+        assert not failing, "fail directly:\n" + explain(direct, failing)
     for target in ROUTED:
         with subtests.test(msg=target):
             routed = {s: o for s, o in results[target].items() if s in required}
@@ -358,11 +319,6 @@ def test_2026_requirements_through_the_router_equal_direct(
 
 
 # ------------------------------------------------------------------------------ the table
-
-
-def _cell(outcome: Outcome, expected_failure: bool) -> str:
-    text = {"pass": "pass", "warn": "WARN", "fail": "FAIL"}[outcome.status]
-    return f"{text} (expected)" if expected_failure else text
 
 
 def render_table(
@@ -380,7 +336,7 @@ def render_table(
         out = []
         for scenario in scenarios:
             cells = [
-                _cell(results[t].get(scenario, MISSING), scored and scenario in failures.get(t, {}))
+                cell(results[t].get(scenario, MISSING), scored and scenario in failures.get(t, {}))
                 for t in TARGETS
             ]
             out.append(f"| {scenario} | " + " | ".join(cells) + " |")
@@ -421,25 +377,17 @@ def render_table(
         rule,
         *rows(unscored, False),
         "",
-        "## Expected failures",
-        "",
+        *expected_failures_section(TARGETS, TITLES, failures),
     ]
-    for target in TARGETS:
-        entries = failures.get(target, {})
-        if not entries:
-            continue
-        lines += [f"### `{target}`: {TITLES[target]}", ""]
-        lines += [f"- **{scenario}**: {reason}" for scenario, reason in sorted(entries.items())]
-        lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
 
 def main() -> int:
-    found, why = suite_env()
+    found, why = conformance_env()
     if found is None:
         print(f"cannot run the conformance suite: {why}", file=sys.stderr)
         return 2
-    expected = load_expected()
+    expected = load_json(EXPECTED_FILE)
     required, unscored = list_scenarios(found)
     with tempfile.TemporaryDirectory(prefix="conformance-2026-") as tmp:
         results = run_targets(Path(tmp), found)

@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # the file config and the process settings (MCP_* env) are one layer: each reads the other
     ("config", ("config", "settings")),
     ("naming", ("naming", "shaping", "links")),
-    ("logs", ("logs", "secrets", "errors", "call_context")),
+    ("logs", ("logs", "secrets", "errors", "call_context", "asgi")),
     ("resilience", ("resilience",)),
     # the replica set's shared state (Redis): below everything that serves clients
     ("state", ("state",)),
@@ -44,7 +44,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 # backends/ is the layer most tempted to reach up (relays, status): these are named on their own.
 FORBIDDEN_FROM_BACKENDS = ("routing", "gateway", "cli", "reload")
 # state/ (Redis for a replica set) sits high so the gateway can use it, but needs only these.
-ALLOWED_FROM_STATE = ("state", "config", "settings", "secrets", "logs")
+ALLOWED_FROM_STATE = ("state", "config", "settings", "secrets", "logs", "asgi")
 
 
 @dataclass(frozen=True)

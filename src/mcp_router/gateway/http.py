@@ -40,6 +40,7 @@ import fastmcp
 import uvicorn
 from starlette.middleware import Middleware as StarletteMiddleware
 
+from mcp_router.asgi import replay_body
 from mcp_router.gateway.auth import FrontAuth, bearer_token
 from mcp_router.gateway.front_limits import SessionLimits, bounded_protocol, find_session_endpoint
 from mcp_router.gateway.headers import TrimmedHeaders
@@ -94,16 +95,7 @@ class BodyLimit:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        replayed = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()  # then the real stream: http.disconnect when it comes
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replay_body(b"".join(chunks), receive), send)
 
     async def _reject(self, send: Any) -> None:
         body = json.dumps(

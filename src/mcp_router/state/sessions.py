@@ -55,6 +55,7 @@ from mcp_types import InitializeRequestParams
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from redis.exceptions import RedisError
 
+from mcp_router.asgi import read_body, replay_body
 from mcp_router.state.store import StateStore, StateUnavailable
 
 __all__ = ["SessionFront", "SessionRecord", "SharedSessions"]
@@ -130,47 +131,6 @@ def _sse_messages(body: bytes) -> list[dict[str, Any]]:
         if isinstance(message, dict):
             out.append(message)
     return out
-
-
-async def _read_body(receive: Any) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-def _one_shot(body: bytes) -> Callable[[], Awaitable[dict[str, Any]]]:
-    """``receive`` of a request made up here: its body, then nothing until the response is
-    done (an SSE response listens for a disconnect; answering at once would spin)."""
-    sent = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await anyio.sleep_forever()
-        return {"type": "http.disconnect"}
-
-    return receive
-
-
-def _replay(body: bytes, receive: Any) -> Callable[[], Awaitable[dict[str, Any]]]:
-    sent = False
-
-    async def replayed() -> dict[str, Any]:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replayed
 
 
 async def _json_error(send: Any, status: int, message: str, code: int = -32000) -> None:
@@ -585,7 +545,7 @@ class SharedSessions:
             headers.append((_VERSION_HEADER, version.encode("latin-1")))
         scope = self._post_scope(headers)
 
-        receive = _one_shot(body)
+        receive = replay_body(body)
 
         async def send(_message: dict[str, Any]) -> None:
             return None  # the 202 goes nowhere: the client already got one
@@ -684,7 +644,7 @@ class SharedSessions:
         response: dict[str, Any] = {"status": 500, "headers": [], "body": ""}
         chunks: list[bytes] = []
 
-        receive = _one_shot(body)
+        receive = replay_body(body)
 
         async def send(part: dict[str, Any]) -> None:
             if part["type"] == "http.response.start":
@@ -822,7 +782,7 @@ class SessionFront:
 
     async def _modern(self, scope: Scope, receive: Any, send: Any) -> None:
         shared = self.shared
-        body = await _read_body(receive)
+        body = await read_body(receive)
         owner = await shared.round_owner(body) if b"requestState" in body else None
         if owner is not None:
             response = await shared.forward_request(owner, scope, body, self.round_timeout)
@@ -850,7 +810,7 @@ class SessionFront:
                     await shared.note_rounds(chunk)
             await send(message)
 
-        await self.app(scope, _replay(body, receive), noting)
+        await self.app(scope, replay_body(body, receive), noting)
 
     async def _open(self, scope: Scope, receive: Any, send: Any) -> None:
         shared = self.shared
@@ -858,7 +818,7 @@ class SessionFront:
         if not store.healthy and not await store.ping():
             await _json_error(send, 503, f"mcp-router cannot open a session: {store.problem}")
             return
-        body = await _read_body(receive)
+        body = await read_body(receive)
         _, owner = _owner_digest(scope)
         refused = False
 
@@ -885,7 +845,7 @@ class SessionFront:
                         return
             await send(message)
 
-        await self.app(scope, _replay(body, receive), record_then_send)
+        await self.app(scope, replay_body(body, receive), record_then_send)
 
     async def _continue(self, sid: str, method: Any, scope: Scope, receive: Any, send: Any) -> None:
         shared = self.shared
@@ -938,7 +898,7 @@ class SessionFront:
         if method != "POST":
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive)
+        body = await read_body(receive)
         if await shared.route_answer(sid, body):
             await send(
                 {
@@ -949,7 +909,7 @@ class SessionFront:
             )
             await send({"type": "http.response.body", "body": b""})
             return
-        await self.app(scope, _replay(body, receive), self._noting(sid, send))
+        await self.app(scope, replay_body(body, receive), self._noting(sid, send))
 
     def _noting(self, sid: str, send: Any) -> Any:
         """``send``, recording server-to-client requests before they leave."""
