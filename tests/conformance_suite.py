@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from support import MIN_NODE, NODE_BIN, child_env, kill_group, node22_dir, run_router
 
 HERE = Path(__file__).resolve().parent / "conformance"
@@ -54,6 +56,40 @@ def suite_env(cli: Path, package: str) -> tuple[dict[str, str] | None, str]:
 def load_json(path: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(path.read_text())
     return data
+
+
+def module_fixtures(cli: Path, package: str, expected_file: Path) -> tuple[Any, Any]:
+    """The ``env`` fixture (the suite's environment; skips when it is not installed) and the
+    ``expected`` fixture (the expected-failures file) of one conformance test module."""
+
+    @pytest.fixture(scope="module")
+    def env() -> dict[str, str]:
+        found, why = suite_env(cli, package)
+        if found is None:
+            pytest.skip(why)
+        return found
+
+    @pytest.fixture(scope="module")
+    def expected() -> dict[str, Any]:
+        return load_json(expected_file)
+
+    return env, expected
+
+
+def check_expected_file(
+    expected: Mapping[str, Any], scenarios: set[str], targets: Sequence[str]
+) -> list[str]:
+    """Every expected failure names a known target and one of ``scenarios``, with a reason."""
+    problems = []
+    failures: Mapping[str, Mapping[str, Any]] = expected["expected_failures"]
+    problems += [f"unknown target {target!r}" for target in set(failures) - set(targets)]
+    for target, entries in failures.items():
+        for scenario, reason in entries.items():
+            if scenario not in scenarios:
+                problems.append(f"{target}: {scenario!r} is not one of the scenarios")
+            if not (isinstance(reason, str) and reason.strip()):
+                problems.append(f"{target}/{scenario}: no reason")
+    return problems
 
 
 # ------------------------------------------------------------------------------ results

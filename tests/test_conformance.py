@@ -39,12 +39,14 @@ from conformance_suite import (
     MISSING,
     Outcome,
     cell,
+    check_expected_file,
     check_routed,
     enter_concurrently,
     expected_failures_section,
     explain,
     list_output,
     load_json,
+    module_fixtures,
     router_url,
     run_suite,
     stale,
@@ -86,9 +88,12 @@ TITLES = {
 _LISTED = re.compile(r"^\s+- (?P<scenario>\S+)")
 
 
+PACKAGE = "@modelcontextprotocol/conformance (0.1.16)"
+
+
 def conformance_env() -> tuple[dict[str, str] | None, str]:
     """The environment for the 0.1.16 suite, or None and why not."""
-    return suite_env(CONFORMANCE, "@modelcontextprotocol/conformance (0.1.16)")
+    return suite_env(CONFORMANCE, PACKAGE)
 
 
 def list_scenarios(env: dict[str, str]) -> list[str]:
@@ -188,17 +193,7 @@ def check_required(
 pytestmark = pytest.mark.timeout(300)
 
 
-@pytest.fixture(scope="module")
-def env() -> dict[str, str]:
-    found, why = conformance_env()
-    if found is None:
-        pytest.skip(why)
-    return found
-
-
-@pytest.fixture(scope="module")
-def expected() -> dict[str, Any]:
-    return load_json(EXPECTED_FILE)
+env, expected = module_fixtures(CONFORMANCE, PACKAGE, EXPECTED_FILE)
 
 
 def test_expected_failures_name_known_scenarios_with_reasons(
@@ -207,11 +202,8 @@ def test_expected_failures_name_known_scenarios_with_reasons(
     scenarios = set(list_scenarios(env))
     assert len(scenarios) == 32, f"the pinned suite lists 32 server scenarios: {scenarios}"
     assert set(expected["name_independent"]) <= scenarios
-    assert set(expected["expected_failures"]) <= set(TARGETS)
-    for target, entries in expected["expected_failures"].items():
-        for scenario, reason in entries.items():
-            assert scenario in scenarios, f"{target}: unknown scenario {scenario!r}"
-            assert isinstance(reason, str) and reason.strip(), f"{target}/{scenario}: no reason"
+    problems = check_expected_file(expected, scenarios, TARGETS)
+    assert not problems, problems
 
 
 def test_conformance_suite_through_the_router(

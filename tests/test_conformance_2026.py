@@ -43,12 +43,14 @@ from conformance_suite import (
     MISSING,
     Outcome,
     cell,
+    check_expected_file,
     check_routed,
     enter_concurrently,
     expected_failures_section,
     explain,
     list_output,
     load_json,
+    module_fixtures,
     router_url,
     run_suite,
     suite_env,
@@ -107,9 +109,12 @@ def list_scenarios(env: dict[str, str]) -> tuple[list[str], list[str]]:
     return required, unscored
 
 
+PACKAGE = "conformance-2026 (0.2.0-alpha.12)"
+
+
 def conformance_env() -> tuple[dict[str, str] | None, str]:
     """The environment for the 0.2.0-alpha.12 suite, or None and why not."""
-    return suite_env(CONFORMANCE, "conformance-2026 (0.2.0-alpha.12)")
+    return suite_env(CONFORMANCE, PACKAGE)
 
 
 # ------------------------------------------------------------------------------ targets
@@ -256,17 +261,7 @@ def run_targets(
 # ------------------------------------------------------------------------------ tests
 
 
-@pytest.fixture(scope="module")
-def env() -> dict[str, str]:
-    found, why = conformance_env()
-    if found is None:
-        pytest.skip(why)
-    return found
-
-
-@pytest.fixture(scope="module")
-def expected() -> dict[str, Any]:
-    return load_json(EXPECTED_FILE)
+env, expected = module_fixtures(CONFORMANCE, PACKAGE, EXPECTED_FILE)
 
 
 def test_expected_failures_name_required_scenarios_with_reasons(
@@ -275,11 +270,8 @@ def test_expected_failures_name_required_scenarios_with_reasons(
     required, unscored = list_scenarios(env)
     assert len(required) == 37, f"the frozen {REVISION} requirements list 37: {required}"
     assert any(s.startswith("tasks-") for s in unscored), unscored
-    assert set(expected["expected_failures"]) <= set(TARGETS)
-    for target, entries in expected["expected_failures"].items():
-        for scenario, reason in entries.items():
-            assert scenario in required, f"{target}: {scenario!r} is not a required scenario"
-            assert isinstance(reason, str) and reason.strip(), f"{target}/{scenario}: no reason"
+    problems = check_expected_file(expected, set(required), TARGETS)
+    assert not problems, problems
 
 
 def test_2026_requirements_through_the_router_equal_direct(
