@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shlex
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -26,7 +28,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp_router.backends.capabilities import DeclaringClient
 from mcp_router.gateway.instructions import TOTAL_CHARS
 from mcp_router.gateway.server import INSTRUCTIONS
-from support import EVERYTHING, PYTHON, SERVERS, run_router, write_config
+from support import EVERYTHING, PYTHON, SERVERS, run_router, wait_until, write_config
 
 pytestmark = [
     pytest.mark.timeout(150),
@@ -220,6 +222,40 @@ async def test_sampling_tool_reaches_the_client_that_declared_sampling_and_no_ot
             refused = await cb.call_tool(f"{SHARED}_trigger-sampling-request", {"prompt": "hi"})
             assert refused.is_error
     assert a.sampled == 1 and b.sampled == 0
+
+
+async def test_a_profile_session_that_cannot_start_falls_back_to_the_main_session_and_says_so(
+    tmp_path: Path,
+) -> None:
+    """A stdio backend whose second process refuses to start: the main session is up, the
+    session for clients declaring sampling never connects. A sampling client's call is still
+    served (by the main session, which declares nothing), and the router's log says so,
+    naming the backend, the profile and why."""
+    marker = tmp_path / "started-once"
+    script = (
+        f"if [ -e {shlex.quote(str(marker))} ]; then echo 'no second start' >&2; exit 7; fi; "
+        f"touch {shlex.quote(str(marker))}; "
+        f"exec {shlex.quote(PYTHON)} {shlex.quote(str(SERVERS / 'caps.py'))}"
+    )
+    config = write_config(
+        tmp_path / "once.yaml",
+        [{"name": "once", "command": "sh", "args": ["-c", script], "connect_timeout_seconds": 30}],
+    )
+    log = tmp_path / "router.log"
+    with run_router(config, log, timeout=60) as router:
+        answers = Answers("fallback")
+        with anyio.fail_after(90):
+            async with Client(router.url, mode="legacy", **answers.callbacks({"sampling"})) as c:
+                assert await _declared(c, "once") == {}  # served, by the main session
+
+        def warned() -> str:
+            lines = [line for line in log.read_text().splitlines() if "not connected" in line]
+            return lines[0] if lines else ""
+
+        line = wait_until(warned, 30, "the fallback warning")
+    assert "WARNING" in line and "backend 'once'" in line, line
+    assert "declaring sampling" in line and "main session" in line, line
+    assert "7" in line, line  # why: the child's exit status
 
 
 async def test_initialize_instructions_carry_each_backends_instructions(router_url: str) -> None:

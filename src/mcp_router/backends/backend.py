@@ -95,6 +95,8 @@ _STABLE_SESSION_SECONDS = 1.0
 # A request's whole attempt is bounded by its timeout plus this: the SDK's clock starts only
 # once the request is written, and a backend that stopped reading never lets the write end.
 _DEADLINE_GRACE = 0.5
+# How often a call served by the main session for want of its profile's session is logged.
+_FALLBACK_WARN_EVERY = 60.0
 # Attempts a modern channel gets to connect once before the backend counts as legacy-only.
 _MODERN_PROBE_ATTEMPTS = 3
 # The SDK's listen events (mcp.shared.subscriptions), by class name, as catalog kinds.
@@ -192,6 +194,7 @@ class Backend:
         self.profile: Profile = NO_CAPABILITIES
         self.declares: types.ClientCapabilities = NO_CAPABILITIES.declared()
         self._profiles: dict[Profile, Backend] = {}
+        self._fallback_warned_at = -_FALLBACK_WARN_EVERY  # see _warn_profile_fallback
         self._owner: Owner | None = None  # set on a per-client session: its client
         self.instructions: str | None = None  # the server's initialize instructions
         # The era this session speaks (MODERN: the modern channel of its parent), and on the
@@ -865,7 +868,26 @@ class Backend:
             await self._start_child(own)
         if wait:
             await own.wait_first_attempt(self.config.connect_timeout_seconds)
+            if not own.has_session:
+                self._warn_profile_fallback(own)
         return own if own.has_session else self
+
+    def _warn_profile_fallback(self, own: Backend) -> None:
+        """Say (once a minute per profile) that a call is served by the main session because
+        its profile's session is not connected: the backend then sees a client that declares
+        nothing, so it cannot ask that client for sampling or elicitation during the call."""
+        now = time.monotonic()
+        if now - own._fallback_warned_at < _FALLBACK_WARN_EVERY:
+            return
+        own._fallback_warned_at = now
+        logger.warning(
+            "backend '%s': its session for clients declaring %s is not connected (%s); their "
+            "calls are served by the main session, which declares no client capabilities, "
+            "until it connects (retried in the background)",
+            self.name,
+            own.profile.label,
+            own.last_error or "still connecting",
+        )
 
     def _child(self, declares: types.ClientCapabilities) -> Backend:
         """Another session to the same server (same circuit), declaring ``declares``."""
