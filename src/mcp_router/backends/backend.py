@@ -418,11 +418,8 @@ class Backend:
             ) as subscription:
                 async for event in subscription:
                     kind = _LISTEN_KINDS.get(type(event).__name__)
-                    if kind is None:
-                        continue
-                    for member in self._family():
-                        if member._tg is not None:
-                            member._tg.start_soon(member._refresh, kind)
+                    if kind is not None:
+                        self._refresh_family(kind)
         except Exception as exc:  # the channel itself reconnects; only this stream is lost
             logger.info(
                 "backend '%s': listen stream of the modern channel ended: %s",
@@ -577,9 +574,7 @@ class Backend:
             # One server behind all of a backend's sessions: a server that tells only the
             # session that changed its lists (FastMCP tells the calling session) changed them
             # for the others too, whose catalogs would otherwise keep what is gone.
-            for member in self._family():
-                if member._tg is not None:
-                    member._tg.start_soon(member._refresh, kind)
+            self._refresh_family(kind)
         elif self._on_notification is not None:
             await self._on_notification(self, message)
 
@@ -587,6 +582,12 @@ class Backend:
         """This backend's sessions: the main one, its profile and per-client sessions."""
         root = self._client_of or self
         return [root, *root._profiles.values(), *root._per_client.values()]
+
+    def _refresh_family(self, kind: str) -> None:
+        """Re-list ``kind`` ("tools", "resources", "prompts") on every session of this backend."""
+        for member in self._family():
+            if member._tg is not None:
+                member._tg.start_soon(member._refresh, kind)
 
     async def _handle_log(self, params: types.LoggingMessageNotificationParams) -> None:
         logger.info("[%s log %s] %s", self.name, params.level, params.data)
