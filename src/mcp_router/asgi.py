@@ -1,12 +1,15 @@
-"""ASGI request bodies: read one whole, and hand it on again to the app that serves it.
+"""Small ASGI pieces shared by the layers in front of the MCP app.
 
-Several layers read a POST's body before the app does (the body limit, the replica set's
-session front) and then call the app with a ``receive`` that replays it.
+- request bodies: several layers read a POST's body before the app does (the body limit, the
+  replica set's session front) and then call the app with a ``receive`` that replays it;
+- a request header by name;
+- a JSON-RPC error answered before the request reached the MCP app (no request id).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import json
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
@@ -45,3 +48,36 @@ def replay_body(body: bytes, then: Receive | None = None) -> Receive:
         return {"type": "http.disconnect"}
 
     return receive
+
+
+def header(scope: dict[str, Any], name: bytes) -> bytes | None:
+    """The first value of request header ``name`` (lower case, as ASGI gives names)."""
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value  # type: ignore[no-any-return]
+    return None
+
+
+def jsonrpc_error_body(message: str, code: int = -32000) -> bytes:
+    """A JSON-RPC error with no request id (the request was refused before it was read)."""
+    return json.dumps(
+        {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}
+    ).encode()
+
+
+async def send_jsonrpc_error(
+    send: Any,
+    status: int,
+    message: str,
+    code: int = -32000,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
+    """Answer ``status`` with `jsonrpc_error_body` (plus ``headers``)."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": jsonrpc_error_body(message, code)})

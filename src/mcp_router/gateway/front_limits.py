@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import defaultdict
@@ -22,6 +21,7 @@ from typing import Any
 
 from fastmcp.server.http import StreamableHTTPASGIApp
 
+from mcp_router.asgi import header, jsonrpc_error_body, send_jsonrpc_error
 from mcp_router.gateway.auth import client_identity
 from mcp_router.gateway.lifecycle import SHUTTING_DOWN, Lifecycle
 
@@ -29,13 +29,6 @@ logger = logging.getLogger("mcp_router.http")
 
 ASGIApp = Any
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
-
-
-def jsonrpc_error_body(message: str, code: int = -32000) -> bytes:
-    """A JSON-RPC error with no request id (the request was refused before it was read)."""
-    return json.dumps(
-        {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}
-    ).encode()
 
 
 # ----------------------------------------------------------------------------- headers
@@ -253,7 +246,7 @@ class SessionLimits:
                 await self._sse_session(scope, receive, send)
                 return
             if not self.sse and method == "POST":
-                if _header(scope, b"mcp-session-id") is None:
+                if header(scope, b"mcp-session-id") is None:
                     await self._new_session(scope, receive, send)
                 else:
                     await self._counted(scope, receive, send)
@@ -396,16 +389,7 @@ class SessionLimits:
             if now - self._last_warning >= 10:  # one line per 10 s, not one per refusal
                 self._last_warning = now
                 logger.warning("new session refused (%d) for %s: %s", status, identity, message)
-        headers = [(b"content-type", b"application/json"), (b"retry-after", b"1")]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": jsonrpc_error_body(message)})
-
-
-def _header(scope: dict[str, Any], name: bytes) -> bytes | None:
-    for key, value in scope.get("headers", []):
-        if key == name:
-            return value
-    return None
+        await send_jsonrpc_error(send, status, message, headers=[(b"retry-after", b"1")])
 
 
 def find_session_endpoint(app: Any, path: str) -> StreamableHTTPASGIApp | None:

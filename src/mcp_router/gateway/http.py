@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import logging
 import signal
 from types import FrameType
@@ -40,7 +39,7 @@ import fastmcp
 import uvicorn
 from starlette.middleware import Middleware as StarletteMiddleware
 
-from mcp_router.asgi import replay_body
+from mcp_router.asgi import header, replay_body, send_jsonrpc_error
 from mcp_router.gateway.auth import FrontAuth, bearer_token
 from mcp_router.gateway.front_limits import SessionLimits, bounded_protocol, find_session_endpoint
 from mcp_router.gateway.headers import TrimmedHeaders
@@ -98,25 +97,12 @@ class BodyLimit:
         await self.app(scope, replay_body(b"".join(chunks), receive), send)
 
     async def _reject(self, send: Any) -> None:
-        body = json.dumps(
-            {
-                "jsonrpc": "2.0",
-                "id": None,
-                "error": {
-                    "code": -32600,
-                    "message": f"request body larger than {self.max_bytes} bytes "
-                    "(MCP_MAX_REQUEST_BYTES)",
-                },
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json")],
-            }
+        await send_jsonrpc_error(
+            send,
+            413,
+            f"request body larger than {self.max_bytes} bytes (MCP_MAX_REQUEST_BYTES)",
+            -32600,
         )
-        await send({"type": "http.response.body", "body": body})
 
 
 def _normalise_bearer(scope: dict[str, Any]) -> None:
@@ -155,12 +141,9 @@ class MetricsAuth:
         if scope["type"] != "http" or scope.get("path") != "/metrics":
             await self.app(scope, receive, send)
             return
-        header = None
-        for name, value in scope.get("headers", []):
-            if name == b"authorization":
-                header = value.decode("latin-1")
-                break
-        if await self.auth.verify_header(header) is not None:
+        raw = header(scope, b"authorization")
+        authorization = None if raw is None else raw.decode("latin-1")
+        if await self.auth.verify_header(authorization) is not None:
             await self.app(scope, receive, send)
             return
         challenge = 'Bearer error="invalid_token"' if header else "Bearer"

@@ -55,7 +55,7 @@ from mcp_types import InitializeRequestParams
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from redis.exceptions import RedisError
 
-from mcp_router.asgi import read_body, replay_body
+from mcp_router.asgi import header, read_body, replay_body, send_jsonrpc_error
 from mcp_router.state.store import StateStore, StateUnavailable
 
 __all__ = ["SessionFront", "SessionRecord", "SharedSessions"]
@@ -109,10 +109,8 @@ def secrets_token() -> str:
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key == name:
-            return value.decode("latin-1")
-    return None
+    value = header(scope, name)
+    return None if value is None else value.decode("latin-1")
 
 
 def _sse_messages(body: bytes) -> list[dict[str, Any]]:
@@ -131,18 +129,6 @@ def _sse_messages(body: bytes) -> list[dict[str, Any]]:
         if isinstance(message, dict):
             out.append(message)
     return out
-
-
-async def _json_error(send: Any, status: int, message: str, code: int = -32000) -> None:
-    body = orjson.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}})
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json")],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 class RoutedOutbound:
@@ -787,7 +773,7 @@ class SessionFront:
         if owner is not None:
             response = await shared.forward_request(owner, scope, body, self.round_timeout)
             if response is None:
-                await _json_error(
+                await send_jsonrpc_error(
                     send, 503, f"mcp-router: replica {owner} holding this request did not answer"
                 )
                 return
@@ -816,7 +802,9 @@ class SessionFront:
         shared = self.shared
         store = shared.store
         if not store.healthy and not await store.ping():
-            await _json_error(send, 503, f"mcp-router cannot open a session: {store.problem}")
+            await send_jsonrpc_error(
+                send, 503, f"mcp-router cannot open a session: {store.problem}"
+            )
             return
         body = await read_body(receive)
         _, owner = _owner_digest(scope)
@@ -841,7 +829,9 @@ class SessionFront:
                     except StateUnavailable as exc:
                         refused = True
                         await shared.drop_local(sid)
-                        await _json_error(send, 503, f"mcp-router cannot open a session: {exc}")
+                        await send_jsonrpc_error(
+                            send, 503, f"mcp-router cannot open a session: {exc}"
+                        )
                         return
             await send(message)
 
@@ -859,7 +849,7 @@ class SessionFront:
             record = await shared.lookup(sid)
         except StateUnavailable as exc:
             if not local:
-                await _json_error(
+                await send_jsonrpc_error(
                     send, 503, f"mcp-router cannot resume session {sid[:64]} here: {exc}"
                 )
                 return
@@ -874,7 +864,7 @@ class SessionFront:
                 requestor, owner = _owner_digest(scope)
                 # another credential: not restored, the SDK answers 404 as for a foreign id
                 if owner == record.owner and not await shared.restore(sid, record, requestor):
-                    await _json_error(
+                    await send_jsonrpc_error(
                         send,
                         503,
                         f"mcp-router replica {shared.replica_id} holds MCP_MAX_SESSIONS sessions "
