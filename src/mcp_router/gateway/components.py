@@ -30,10 +30,8 @@ class VerbatimResourceResult(ResourceResult):
     _wire: types.ReadResourceResult = PrivateAttr()
 
     @classmethod
-    def of(cls, wire: types.ReadResourceResult | types.InputRequiredResult) -> ResourceResult:
-        """Wrap the backend's result (an input round stays one)."""
-        if isinstance(wire, types.InputRequiredResult):
-            return InputRequiredResourceResult(wire)
+    def of(cls, wire: types.ReadResourceResult) -> VerbatimResourceResult:
+        """Wrap the backend's result (`resource_result` keeps an input round one)."""
         result = cls(contents=[])
         result._wire = wire
         return result
@@ -49,10 +47,8 @@ class VerbatimPromptResult(PromptResult):
     _wire: types.GetPromptResult = PrivateAttr()
 
     @classmethod
-    def of(cls, wire: types.GetPromptResult | types.InputRequiredResult) -> PromptResult:
-        """Wrap the backend's result (an input round stays one)."""
-        if isinstance(wire, types.InputRequiredResult):
-            return InputRequiredPromptResult(wire)
+    def of(cls, wire: types.GetPromptResult) -> VerbatimPromptResult:
+        """Wrap the backend's result (`prompt_result` keeps an input round one)."""
         result = cls(messages=[])
         result._wire = wire
         return result
